@@ -1,0 +1,29 @@
+# Builds everything taskwire runs: BPF objects (clang, with BTF), precompiled ajv validators, and
+# the bundled hook and CLI (esbuild; koffi stays external because it ships a native module).
+NODE ?= $(CURDIR)/.tools/bin/node
+CLANG ?= clang
+ARCH_INC := /usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -Ibpf/include -I$(ARCH_INC)
+
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,build/bpf/%.bpf.o,$(BPF_SRC))
+SCHEMAS := $(wildcard oci-config/*.schema.json plugins/*/*.schema.json lib/schemas/*.schema.json)
+TS_SRC := $(shell find lib plugins hooks cli -name '*.ts' -not -path '*/generated/*' 2>/dev/null)
+
+.PHONY: all bpf ts clean
+all: bpf lib/generated/validators.js dist/taskwire-hook.js dist/taskwire.js
+
+bpf: $(BPF_OBJ)
+
+build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+lib/generated/validators.js: scripts/gen-validators.js $(SCHEMAS)
+	$(NODE) scripts/gen-validators.js $@
+
+dist/taskwire-hook.js dist/taskwire.js &: $(TS_SRC) lib/generated/validators.js scripts/bundle.js
+	$(NODE) scripts/bundle.js
+
+clean:
+	rm -rf build dist lib/generated

@@ -1,0 +1,92 @@
+/*
+ * Where things are on this host, found rather than assumed: the cgroup2 mount (hybrid hosts
+ * mount it at /sys/fs/cgroup/unified), a container's cgroup from /proc/PID/cgroup, bpffs, and
+ * the host network namespace's cookie.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { SyscallError, TaskwireError } from '../errors';
+
+interface MountEntry {
+  mountPoint: string;
+  fsType: string;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function mounts(): MountEntry[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const f = line.split(' ');
+      const sep = f.indexOf('-');
+      return { mountPoint: unescapeMount(f[4]), fsType: f[sep + 1] };
+    });
+}
+
+let cgroup2Cache: string | undefined;
+export function cgroup2Mount(): string {
+  if (cgroup2Cache) return cgroup2Cache;
+  const m = mounts().find((e) => e.fsType === 'cgroup2');
+  if (!m) throw new TaskwireError('SYSTEM', 'no cgroup2 file system is mounted (see /proc/self/mountinfo); taskwire needs cgroup v2');
+  cgroup2Cache = m.mountPoint;
+  return cgroup2Cache;
+}
+
+/** The v2 cgroup of a process, as a directory under the cgroup2 mount. */
+export function cgroupOfPid(pid: number): string {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch {
+    throw new TaskwireError('STATE', `process ${pid} does not exist (cannot read /proc/${pid}/cgroup)`);
+  }
+  const line = text.split('\n').find((l) => l.startsWith('0::'));
+  if (!line) throw new TaskwireError('SYSTEM', `process ${pid} has no cgroup v2 membership`);
+  return join(cgroup2Mount(), line.slice(3));
+}
+
+/** The cgroup id the kernel uses (bpf_get_current_cgroup_id) is the directory's inode. */
+export function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+export function isBpffs(dir: string): boolean {
+  return mounts().some((m) => m.mountPoint === dir && m.fsType === 'bpf');
+}
+
+/** Mounts bpffs at `dir` unless it is one already. */
+export function ensureBpffs(dir: string): void {
+  if (isBpffs(dir)) return;
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+  // Loaded lazily: a hook with nothing to do never loads the native module.
+  const { libc, errno } = require('../ffi') as typeof import('../ffi');
+  if (libc.mount('bpf', dir, 'bpf', 0, null) !== 0) throw new SyscallError('SYSTEM', `mount bpffs at ${dir}`, errno());
+}
+
+const SOL_SOCKET = 1;
+const SO_NETNS_COOKIE = 71;
+const AF_INET6 = 10;
+const SOCK_DGRAM = 2;
+
+/** Cookie of the network namespace this process runs in (kernel 5.14+; 0n when unknown). */
+export function currentNetnsCookie(): bigint {
+  const { libc } = require('../ffi') as typeof import('../ffi');
+  const fd = libc.socket(AF_INET6, SOCK_DGRAM, 0) as number;
+  if (fd < 0) return 0n;
+  try {
+    const val = Buffer.alloc(8);
+    const len = [8];
+    if (libc.getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, val, len) !== 0) return 0n;
+    return val.readBigUInt64LE(0);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+export function kernelRelease(): string {
+  return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+}

@@ -1,0 +1,92 @@
+/*
+ * What taskwire manages on this host, read from the records and the pins: the data behind
+ * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
+ * the same inode (cgroup id) it had at create time; a reused name is a different cgroup.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { destroyContainer } from './pipeline';
+import { ipamEntries } from './state/ipam';
+import { containerPinDir, decodeId, Layout, pinRoot } from './state/paths';
+import { ContainerRecord, listRecords } from './state/record';
+
+export interface ContainerView {
+  id: string;
+  alive: boolean;
+  complete: boolean;
+  createdAt: string;
+  cgroup: string;
+  plugins: { name: string; summary: Record<string, unknown> }[];
+  pins: string[];
+}
+
+export function isAlive(rec: ContainerRecord): boolean {
+  try {
+    return statSync(rec.cgroup, { bigint: true }).ino.toString() === rec.cgroupId;
+  } catch {
+    return false;
+  }
+}
+
+function pinsOf(layout: Layout, id: string): string[] {
+  const dir = containerPinDir(layout, id);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => !d.isDirectory())
+    .map((d) => join(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
+    .sort();
+}
+
+export function listContainers(layout: Layout): ContainerView[] {
+  return listRecords(layout).map((r) => ({
+    id: r.id,
+    alive: isAlive(r),
+    complete: r.complete,
+    createdAt: r.createdAt,
+    cgroup: r.cgroup,
+    plugins: r.plugins,
+    pins: pinsOf(layout, r.id),
+  }));
+}
+
+export interface GcItem {
+  id: string;
+  why: string;
+}
+
+/** What gc would remove: records of dead containers, pins and addresses without a record. */
+export function gcCandidates(layout: Layout): GcItem[] {
+  const items: GcItem[] = [];
+  const records = listRecords(layout);
+  const known = new Set(records.map((r) => r.id));
+  for (const r of records) if (!isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
+  let dirs: string[] = [];
+  try {
+    dirs = readdirSync(pinRoot(layout)).filter((n) => !n.startsWith('_'));
+  } catch {
+    /* no pins at all */
+  }
+  for (const enc of dirs) {
+    const id = decodeId(enc);
+    if (!known.has(id)) items.push({ id, why: 'pins without a record' });
+  }
+  for (const [address, e] of Object.entries(ipamEntries(layout)))
+    if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
+  return items;
+}
+
+export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
+  const removed: GcItem[] = [];
+  const failed: { id: string; error: string }[] = [];
+  for (const item of gcCandidates(layout)) {
+    if (dryRun) {
+      removed.push(item);
+      continue;
+    }
+    const r = destroyContainer(layout, item.id, log);
+    if (r.errors.length) failed.push({ id: item.id, error: r.errors.map((e) => e.message).join('; ') });
+    else removed.push(item);
+  }
+  return { removed, failed };
+}

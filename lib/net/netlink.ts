@@ -1,0 +1,107 @@
+/*
+ * Adding and removing host addresses over rtnetlink, through libc socket calls. Written by hand
+ * because Node cannot open netlink sockets, the npm netlink packages are unmaintained native
+ * addons, and spawning `ip` would cost the hook a few milliseconds of its start-up budget per
+ * address. Anything more involved (links, routes, netns) goes through iproute2 instead.
+ */
+import ipaddr from 'ipaddr.js';
+import { SyscallError } from '../errors';
+import { errno, libc } from '../ffi';
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_ROUTE = 0;
+const RTM_NEWADDR = 20;
+const RTM_DELADDR = 21;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const NLMSG_ERROR = 2;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_FLAGS = 8;
+const IFA_F_NODAD = 0x02;
+const IFA_F_NOPREFIXROUTE = 0x200;
+const RT_SCOPE_UNIVERSE = 0;
+
+function rtattr(type: number, payload: Buffer): Buffer {
+  const len = 4 + payload.length;
+  const b = Buffer.alloc((len + 3) & ~3);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type, 2);
+  payload.copy(b, 4);
+  return b;
+}
+
+export function ifIndex(ifname: string): number {
+  const idx = libc.ifNameToIndex(ifname) as number;
+  if (!idx) throw new SyscallError('NETLINK', `network device ${ifname}`, errno() || 19);
+  return idx;
+}
+
+function request(type: number, flags: number, body: Buffer, what: string): void {
+  const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
+  if (fd < 0) throw new SyscallError('NETLINK', 'open rtnetlink socket', errno());
+  try {
+    const hdr = Buffer.alloc(16);
+    hdr.writeUInt32LE(16 + body.length, 0);
+    hdr.writeUInt16LE(type, 4);
+    hdr.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
+    hdr.writeUInt32LE(1, 8); // sequence
+    const msg = Buffer.concat([hdr, body]);
+    const kernel = Buffer.alloc(12);
+    kernel.writeUInt16LE(AF_NETLINK, 0);
+    if (Number(libc.sendto(fd, msg, msg.length, 0, kernel, 12)) < 0) throw new SyscallError('NETLINK', what, errno());
+    const ack = Buffer.alloc(8192);
+    const n = Number(libc.recv(fd, ack, ack.length, 0));
+    if (n < 0) throw new SyscallError('NETLINK', what, errno());
+    if (n >= 20 && ack.readUInt16LE(4) === NLMSG_ERROR) {
+      const err = ack.readInt32LE(16);
+      if (err < 0) throw new SyscallError('NETLINK', what, -err);
+    }
+  } finally {
+    libc.close(fd);
+  }
+}
+
+function addrMessage(ifname: string, address: string, prefixLen: number, flags: number): Buffer {
+  const ip = ipaddr.parse(address);
+  const raw = Buffer.from(ip.toByteArray());
+  const family = ip.kind() === 'ipv6' ? 10 : 2;
+  const ifa = Buffer.alloc(8);
+  ifa.writeUInt8(family, 0);
+  ifa.writeUInt8(prefixLen, 1);
+  ifa.writeUInt8(0, 2);
+  ifa.writeUInt8(RT_SCOPE_UNIVERSE, 3); // global even on lo: the task IP is a source for remote peers
+  ifa.writeUInt32LE(ifIndex(ifname), 4);
+  const fl = Buffer.alloc(4);
+  fl.writeUInt32LE(flags, 0);
+  return Buffer.concat([ifa, rtattr(IFA_LOCAL, raw), rtattr(IFA_ADDRESS, raw), rtattr(IFA_FLAGS, fl)]);
+}
+
+/**
+ * Adds address/prefixLen to a device without duplicate address detection, so binds to it work
+ * at once. Refuses (EEXIST) when the host already has it: it is somebody else's then.
+ */
+export function addAddress(ifname: string, address: string, prefixLen: number): void {
+  request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, addrMessage(ifname, address, prefixLen, IFA_F_NODAD | IFA_F_NOPREFIXROUTE), `add address ${address}/${prefixLen} to ${ifname}`);
+}
+
+/** Removes an address; absent address or device counts as done. */
+export function removeAddress(ifname: string, address: string, prefixLen: number): void {
+  let body: Buffer;
+  try {
+    body = addrMessage(ifname, address, prefixLen, 0);
+  } catch (err) {
+    if (err instanceof SyscallError && err.errnoName === 'ENODEV') return;
+    throw err;
+  }
+  try {
+    request(RTM_DELADDR, 0, body, `remove address ${address}/${prefixLen} from ${ifname}`);
+  } catch (err) {
+    if (err instanceof SyscallError && ['EADDRNOTAVAIL', 'ENOENT', 'ENODEV'].includes(err.errnoName)) return;
+    throw err;
+  }
+}

@@ -1,0 +1,190 @@
+/*
+ * The path of one container through taskwire:
+ *   select  annotations + host config → validated plugin configs, nothing touched yet
+ *   create  plugins in order; every resource journaled in the record; any failure undoes all
+ *   destroy the record, undone newest first; idempotent; unknown ids succeed
+ */
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { ConfigError, TaskwireError } from './errors';
+import type { Container } from './container';
+import type { HostConfig } from './host/config';
+import type { CgroupLoad, PluginContext, PluginDef } from './plugin';
+import { releaseAll } from './resources';
+import { validate } from './schema';
+import { containerPinDir, Layout, pluginPinDir } from './state/paths';
+import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
+import { ANNOTATION_PREFIX, registry } from '../plugins/index';
+import type { BpfObject } from './bpf/object';
+
+export interface Selected {
+  def: PluginDef<any, any, any>;
+  value: string;
+  config: unknown;
+  section: { enabled: boolean };
+}
+
+export function taskwireAnnotations(annotations: Record<string, string> | undefined): string[] {
+  return Object.keys(annotations ?? {}).filter((k) => k.startsWith(ANNOTATION_PREFIX));
+}
+
+/** Annotations → validated configs, in execution order. Throws ConfigError naming the annotation. */
+export function selectPlugins(annotations: Record<string, string>, host: HostConfig, id: string): Selected[] {
+  const keys = new Set(taskwireAnnotations(annotations));
+  for (const k of keys) {
+    if (!registry.some((e) => ANNOTATION_PREFIX + e.name === k))
+      throw new ConfigError(`annotation ${k}: no such taskwire plugin (known: ${registry.map((e) => e.name).join(', ')})`);
+  }
+  const selected: Selected[] = [];
+  for (const entry of registry) {
+    const key = ANNOTATION_PREFIX + entry.name;
+    if (!keys.has(key)) continue;
+    const raw = host.plugins[entry.name];
+    if (!raw?.enabled) throw new ConfigError(`annotation ${key}: plugin ${entry.name} is not enabled on this host (${host.path ?? 'no host config file'})`);
+    const def = entry.load();
+    const section = validate<{ enabled: boolean }>(def.hostSchema, raw, `host config plugins["${entry.name}"]`);
+    for (const r of def.requires ?? [])
+      if (!keys.has(ANNOTATION_PREFIX + r)) throw new ConfigError(`annotation ${key}: plugin ${entry.name} requires ${ANNOTATION_PREFIX}${r} as well`);
+    let config: unknown;
+    try {
+      config = def.parse(annotations[key], { host, section, id });
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(`annotation ${key}: ${err.message}`);
+      throw err;
+    }
+    selected.push({ def, value: annotations[key], config, section });
+  }
+  return selected;
+}
+
+export interface CreateOptions {
+  container: Container;
+  host: HostConfig;
+  log: Logger;
+  selected: Selected[];
+  stage: string;
+  deadline: number;
+}
+
+export function layoutOf(host: HostConfig): Layout {
+  return { bpffs: host.bpffs, runDir: host.runDir };
+}
+
+export function createContainer(o: CreateOptions): ContainerRecord {
+  const layout = layoutOf(o.host);
+  const { container: c } = o;
+  const stale = readRecord(layout, c.id);
+  if (stale) {
+    o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');
+    destroyContainer(layout, c.id, o.log);
+  }
+  const rec: ContainerRecord = {
+    version: 1,
+    id: c.id,
+    createdAt: new Date().toISOString(),
+    stage: o.stage,
+    pid: c.pid,
+    bundle: c.bundle,
+    cgroup: c.cgroupDir,
+    cgroupId: c.cgroupId.toString(),
+    netns: c.netnsId,
+    complete: false,
+    plugins: [],
+    resources: [],
+  };
+  const outputs = new Map<string, unknown>();
+  const objects: BpfObject[] = [];
+  let cgroupFd = -1;
+  let pinRootMade = false;
+
+  const acquire = <T>(resource: Resource, create: () => T, recordFirst = true): T => {
+    if (recordFirst) {
+      rec.resources.push(resource);
+      writeRecord(layout, rec);
+      return create();
+    }
+    const out = create();
+    rec.resources.push(resource);
+    writeRecord(layout, rec);
+    return out;
+  };
+
+  try {
+    writeRecord(layout, rec);
+    for (const s of o.selected) {
+      const pinDir = pluginPinDir(layout, c.id, s.def.name);
+      const ensurePinDir = () => {
+        if (!pinRootMade) {
+          const { ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
+          ensureBpffs(layout.bpffs);
+          acquire({ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, () => mkdirSync(containerPinDir(layout, c.id), { recursive: true, mode: 0o700 }));
+          pinRootMade = true;
+        }
+        if (!existsSync(pinDir)) mkdirSync(pinDir, { mode: 0o700 });
+      };
+      const ctx: PluginContext<any> = {
+        host: o.host,
+        section: s.section,
+        id: c.id,
+        container: c,
+        layout,
+        log: o.log.child({ plugin: s.def.name }),
+        pinDir,
+        outputs,
+        acquire,
+        checkDeadline: () => {
+          if (Date.now() > o.deadline) throw new TaskwireError('SYSTEM', `hook deadline of ${o.host.hookTimeoutMs} ms passed (in ${s.def.name})`);
+        },
+        loadIntoCgroup: (object: string, opts: CgroupLoad = {}) => {
+          ensurePinDir();
+          if (cgroupFd < 0) cgroupFd = openSync(c.cgroupDir, 'r');
+          const { loadIntoCgroup } = require('./bpf/cgroup') as typeof import('./bpf/cgroup');
+          const obj = loadIntoCgroup(object, cgroupFd, pinDir, opts);
+          objects.push(obj);
+          return obj;
+        },
+      };
+      ctx.checkDeadline();
+      const summary = s.def.attach(ctx, s.config);
+      outputs.set(s.def.name, summary);
+      rec.plugins.push({ name: s.def.name, summary });
+      writeRecord(layout, rec);
+      o.log.info({ plugin: s.def.name, summary }, 'attached');
+    }
+    rec.complete = true;
+    writeRecord(layout, rec);
+    return rec;
+  } catch (err) {
+    o.log.error({ err }, 'create failed; undoing');
+    const left = releaseAll(rec.resources, { layout, log: o.log });
+    if (left.length === 0) removeRecord(layout, c.id);
+    throw err;
+  } finally {
+    for (const obj of objects) obj.close();
+    if (cgroupFd >= 0) closeSync(cgroupFd);
+  }
+}
+
+export interface DestroyResult {
+  found: boolean;
+  errors: Error[];
+}
+
+/** Undoes everything recorded for `id`. Safe to call twice and for ids we never saw. */
+export function destroyContainer(layout: Layout, id: string, log: Logger): DestroyResult {
+  const rec = readRecord(layout, id);
+  const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
+  const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });
+  // Addresses allocated but not yet journaled when a hook was killed: the allocation file
+  // names the owner, so nothing of ours outlives the container.
+  const { ipamEntries } = require('./state/ipam') as typeof import('./state/ipam');
+  const orphans = Object.entries(ipamEntries(layout))
+    .filter(([, e]) => e.owner === id)
+    .flatMap(([address, e]): Resource[] => [
+      { kind: 'ipam', address, owner: id },
+      { kind: 'address', device: e.device, address, prefixLen: address.includes(':') ? 128 : 32 },
+    ]);
+  errors.push(...releaseAll(orphans, { layout, log }));
+  if (errors.length === 0) removeRecord(layout, id);
+  return { found: rec !== undefined, errors };
+}

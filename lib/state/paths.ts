@@ -1,0 +1,43 @@
+/*
+ * The one place that knows the on-host layout, used by hooks and CLI alike:
+ *
+ *   <bpffs>/taskwire/<enc id>/<plugin>/{link_<prog>, map_<map>}   pins (bpffs refuses dots)
+ *   <runDir>/containers/<enc id>.json                             the record of what was done
+ *   <runDir>/ipam.json, <runDir>/ipam.lock                        address allocations
+ *
+ * Container ids come from whoever creates the container: they are validated (no path
+ * separators, no leading dot, bounded length) and encoded reversibly ('.' and '%' as %XX).
+ */
+import { join } from 'node:path';
+import { TaskwireError } from '../errors';
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,199}$/;
+
+export function validateContainerId(id: unknown): string {
+  if (typeof id !== 'string' || !ID_RE.test(id))
+    throw new TaskwireError('STATE', `container id ${JSON.stringify(id)} is not valid (allowed: letters, digits, _ . + : -, up to 200, not starting with a dot)`);
+  return id;
+}
+
+export function encodeId(id: string): string {
+  return validateContainerId(id).replace(/[.%:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+export function decodeId(enc: string): string {
+  return enc.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
+
+export interface Layout {
+  bpffs: string;
+  runDir: string;
+}
+
+export const pinRoot = (l: Layout) => join(l.bpffs, 'taskwire');
+export const containerPinDir = (l: Layout, id: string) => join(pinRoot(l), encodeId(id));
+export const pluginPinDir = (l: Layout, id: string, plugin: string) => join(containerPinDir(l, id), plugin);
+export const recordDir = (l: Layout) => join(l.runDir, 'containers');
+export const recordPath = (l: Layout, id: string) => join(recordDir(l), `${encodeId(id)}.json`);
+export const ipamPath = (l: Layout) => join(l.runDir, 'ipam.json');
+export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
+/** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */
+export const sharedPinDir = (l: Layout) => join(pinRoot(l), '_shared');

@@ -1,0 +1,17 @@
+/*
+ * The plugin registry. Order here is execution order; a plugin comes after those it requires
+ * (checked by test/unit/registry.test.ts). Entries load lazily so a hook only pays for the
+ * plugins a container enables.
+ */
+import type { PluginDef } from '../lib/plugin';
+
+export interface RegistryEntry {
+  name: string;
+  load: () => PluginDef<any, any, any>;
+}
+
+export const registry: RegistryEntry[] = [
+  { name: 'ip-per-task', load: () => require('./ip-per-task').default },
+];
+
+export const ANNOTATION_PREFIX = 'io.taskwire.';

@@ -1,0 +1,193 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describePrivileged } from '../helpers/privileged';
+import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, sleeperIn, tempCgroup, testHost, TestHost, uniq, waitInCgroup } from '../helpers/kernel';
+import { hook, hookBinary } from '../helpers/hook';
+import { startTask } from '../helpers/task';
+import { destroyContainer } from '../../lib/pipeline';
+import { silentLog } from '../../lib/log';
+import { actor, once } from '../helpers/net';
+import { BpfMap } from '../../lib/bpf/map';
+import { bindKey, bindValue, BINDS_MAP } from '../../plugins/ip-per-task/codec';
+import { ipamEntries } from '../../lib/state/ipam';
+import { containerPinDir } from '../../lib/state/paths';
+import { readRecord } from '../../lib/state/record';
+
+async function startIpt(host: TestHost, annotation: string) {
+  const t = await startTask(host, { 'io.taskwire.ip-per-task': annotation }, 'tw.ipt');
+  const { ip6, ip4 } = t.summary<{ ip6: string; ip4: string | null }>('ip-per-task');
+  return { ...t, ip6, ip4 };
+}
+
+describePrivileged('ip-per-task on the real kernel', () => {
+  let host: TestHost;
+  beforeAll(() => {
+    host = testHost();
+  });
+  afterAll(runCleanups);
+
+  test('a TCP server on [::]:P ends up on [task IP]:P, and the post-bind map lists it', async () => {
+    const t = await startIpt(host, 'auto');
+    const srv = actor(t.cgroup, { op: 'tcp-listen', host: '::', port: 0, ipv6Only: true });
+    const l = await srv.next('listening');
+    expect(l.address).toBe(t.ip6);
+    const fromHost = await once(null, { op: 'tcp-connect', host: t.ip6, port: l.port });
+    expect(fromHost.map((e) => e.event)).toEqual(['connected', 'reply']);
+    const binds = BpfMap.openPinned(join(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id), 'ip-per-task', `map_${BINDS_MAP}`));
+    const entries = [...binds.entries(bindKey, bindValue)].map(([, v]) => v);
+    binds.close();
+    expect(entries).toContainEqual({ addr: t.ip6, port: l.port, protocol: 6, family: 10 });
+    srv.kill();
+  });
+
+  test('IPv4: a wildcard bind moves to the task IPv4; TCP and unconnected UDP leave from it', async () => {
+    const t = await startIpt(host, 'auto');
+    expect(t.ip4).toMatch(/^10\.123\./);
+    const srv = actor(t.cgroup, { op: 'tcp-listen', host: '0.0.0.0', port: 0 });
+    expect((await srv.next('listening')).address).toBe(t.ip4);
+    srv.kill();
+
+    const hostTcp = actor(null, { op: 'tcp-listen', host: '127.0.0.1', port: 0 });
+    const hl = await hostTcp.next('listening');
+    // A loopback destination is left alone: the source stays 127.0.0.1.
+    const [c1] = await once(t.cgroup, { op: 'tcp-connect', host: '127.0.0.1', port: hl.port });
+    expect(c1.local).toBe('127.0.0.1');
+
+    const hostTcp4 = actor(null, { op: 'tcp-listen', host: t.ip4!, port: 0, note: 'reachable host address' });
+    const h4 = await hostTcp4.next('listening');
+    // The task IP is a local address too; connecting to it exercises the non-loopback path.
+    const [c2] = await once(t.cgroup, { op: 'tcp-connect', host: t.ip4, port: h4.port });
+    expect(c2.event).toBe('connected');
+    expect(c2.local).toBe(t.ip4);
+
+    const udp = actor(null, { op: 'udp-listen', host: '0.0.0.0', port: 0 });
+    const ul = await udp.next('listening');
+    const [reply] = await once(t.cgroup, { op: 'udp-send', host: t.ip4, port: ul.port });
+    expect(reply.event).toBe('reply');
+    const seen = await udp.next('datagram');
+    expect(seen.from).toBe(t.ip4);
+    for (const a of [hostTcp, hostTcp4, udp]) a.kill();
+  });
+
+  test('IPv6: a TCP client reaching a host listener and unconnected UDP arrive from the task IP', async () => {
+    const t = await startIpt(host, JSON.stringify({ ip6: 'auto' }));
+    expect(t.ip4).toBeNull();
+    // A host listener on another host address (a second task's IP stands in for a remote peer).
+    const other = await startIpt(host, 'auto');
+    const hostSrv = actor(null, { op: 'tcp-listen', host: other.ip6, port: 0 });
+    const hl = await hostSrv.next('listening');
+    const events = await once(t.cgroup, { op: 'tcp-connect', host: other.ip6, port: hl.port });
+    expect(events.map((e) => e.event)).toEqual(['connected', 'reply']);
+    expect((await hostSrv.next('accepted')).remote).toBe(t.ip6);
+
+    const udp = actor(null, { op: 'udp-listen', host: '::', port: 0 });
+    const ul = await udp.next('listening');
+    const [reply] = await once(t.cgroup, { op: 'udp-send', host: other.ip6, port: ul.port });
+    expect(reply.event).toBe('reply');
+    expect((await udp.next('datagram')).from).toBe(t.ip6);
+
+    // Loopback stays loopback, and a process outside the cgroup is untouched.
+    const [lo] = await once(t.cgroup, { op: 'tcp-connect', host: '::1', port: (await (async () => {
+      const s = actor(null, { op: 'tcp-listen', host: '::1', port: 0 });
+      return (await s.next('listening')).port;
+    })()) });
+    expect(lo.local).toBe('::1');
+    const outside = actor(null, { op: 'tcp-listen', host: '::', port: 0, ipv6Only: true });
+    expect((await outside.next('listening')).address).toBe('::');
+    for (const a of [hostSrv, udp, outside]) a.kill();
+  });
+
+  test('poststop undoes everything; twice is a no-op; the cgroup then behaves normally', async () => {
+    const t = await startIpt(host, 'auto');
+    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    expect(cgroupPrograms(t.cgroup)).toHaveLength(9);
+    expect(deviceAddresses()).toContain(t.ip6);
+    expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
+    expect(hookBinary('poststop', { id: t.id }, host.configPath)).toEqual({ code: 0, stderr: '' });
+    expect(existsSync(containerPinDir(layout, t.id))).toBe(false);
+    expect(readRecord(layout, t.id)).toBeUndefined();
+    expect(deviceAddresses()).not.toContain(t.ip6);
+    expect(Object.values(ipamEntries(layout)).some((e) => e.owner === t.id)).toBe(false);
+    await eventually(() => cgroupPrograms(t.cgroup).length === 0, 'links detached');
+    const srv = actor(t.cgroup, { op: 'tcp-listen', host: '::', port: 0, ipv6Only: true });
+    expect((await srv.next('listening')).address).toBe('::');
+    srv.kill();
+  });
+
+  test('after the cgroup is deleted, poststop (no pid, empty env) still cleans up', async () => {
+    const t = await startIpt(host, 'auto');
+    removeCgroup(t.cgroup);
+    expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, host.configPath)).toEqual({ code: 0, stderr: '' });
+    expect(existsSync(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id))).toBe(false);
+    expect(deviceAddresses()).not.toContain(t.ip6);
+  });
+
+  test('auto under 20 parallel hooks gives 20 distinct addresses', async () => {
+    const tasks = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const id = uniq('tw.par');
+        onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
+        const cgroup = tempCgroup();
+        const p = sleeperIn(cgroup);
+        await waitInCgroup(cgroup, p.pid!);
+        return { id, pid: p.pid! };
+      }),
+    );
+    const { spawn } = await import('node:child_process');
+    const { HOOK_BIN } = await import('../helpers/hook');
+    const codes = await Promise.all(
+      tasks.map(
+        (t) =>
+          new Promise<number>((resolve) => {
+            const p = spawn(process.execPath, [HOOK_BIN, 'createRuntime', '--config', host.configPath], { env: {}, stdio: ['pipe', 'ignore', 'inherit'] });
+            p.stdin.end(JSON.stringify({ ociVersion: '1.0.2', id: t.id, pid: t.pid, status: 'creating', bundle: '/tmp', annotations: { 'io.taskwire.ip-per-task': 'auto' } }));
+            p.on('exit', (c) => resolve(c ?? -1));
+          }),
+      ),
+    );
+    expect(codes).toEqual(Array(20).fill(0));
+    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const addrs = tasks.map((t) => (readRecord(layout, t.id)!.plugins[0].summary as { ip6: string }).ip6);
+    expect(new Set(addrs).size).toBe(20);
+    for (const t of tasks) expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
+    const left = readdirSync(join(host.bpffs, 'taskwire'));
+    for (const t of tasks) expect(left).not.toContain(t.id.replace(/\./g, '%2E'));
+  });
+
+  test('a bad annotation is refused with one line and leaves nothing behind', async () => {
+    const cgroup = tempCgroup();
+    const p = sleeperIn(cgroup);
+    await waitInCgroup(cgroup, p.pid!);
+    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    for (const [value, message] of [
+      ['2001:db8::1', /outside the host's allowed prefixes/],
+      ['0177.0.0.1', /not an IPv6 address/],
+      ['{"ip6":"fd00:7a5c::1","extra":1}', /unknown field "extra"/],
+      ['{"ip4":"10.123.0.300"}', /not an IPv4 address/],
+    ] as const) {
+      const id = uniq('tw.bad');
+      onCleanup(() => destroyContainer(layout, id, silentLog));
+      const r = await hook('createRuntime', { id, pid: p.pid, annotations: { 'io.taskwire.ip-per-task': value } }, host.configPath);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(readRecord(layout, id)).toBeUndefined();
+      expect(existsSync(containerPinDir(layout, id))).toBe(false);
+    }
+    expect(cgroupPrograms(cgroup)).toEqual([]);
+  });
+
+  test('an address in use by another container is refused, and the first keeps it', async () => {
+    const a = await startIpt(host, JSON.stringify({ ip6: host.pool6.replace('::/112', '::77') }));
+    const cgroup = tempCgroup();
+    const p = sleeperIn(cgroup);
+    await waitInCgroup(cgroup, p.pid!);
+    const dupId = uniq('tw.dup');
+    onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, dupId, silentLog));
+    const r = await hook('createRuntime', { id: dupId, pid: p.pid, annotations: { 'io.taskwire.ip-per-task': a.ip6 } }, host.configPath);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(`in use by container ${a.id}`);
+    expect(deviceAddresses()).toContain(a.ip6);
+    expect(cgroupPrograms(cgroup)).toEqual([]);
+  });
+});
