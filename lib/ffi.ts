@@ -11,15 +11,24 @@ import koffi from 'koffi';
 const bpf = koffi.load('libbpf.so.1');
 const c = koffi.load('libc.so.6');
 
-export const Obj = koffi.opaque('bpf_object');
-export const Prog = koffi.opaque('bpf_program');
-export const Map = koffi.opaque('bpf_map');
-export const Link = koffi.opaque('bpf_link');
-export const Btf = koffi.opaque('btf');
+// koffi's type names are process-wide while this module may be evaluated more than once (jest
+// gives each test file its own module registry): declare each named type only once.
+function named<T>(name: string, declare: () => T): T {
+  try {
+    return declare();
+  } catch {
+    return koffi.resolve(name) as T;
+  }
+}
+named('bpf_object', () => koffi.opaque('bpf_object'));
+named('bpf_program', () => koffi.opaque('bpf_program'));
+named('bpf_map', () => koffi.opaque('bpf_map'));
+named('bpf_link', () => koffi.opaque('bpf_link'));
+named('btf', () => koffi.opaque('btf'));
 
 // libbpf's print callback passes a va_list; on x86_64 and arm64 that decays to a pointer which
 // libc's vsnprintf formats for us, so verifier logs reach our logger as text.
-const PrintFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)');
+const PrintFn = named('libbpf_print_fn', () => koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)'));
 
 export const libbpf = {
   major: bpf.func('uint32 libbpf_major_version(void)'),
@@ -68,6 +77,7 @@ export const libbpf = {
   btfResolveSize: bpf.func('int64 btf__resolve_size(const btf *btf, uint32 type_id)'),
   btfLoadFromKernelById: bpf.func('btf *btf__load_from_kernel_by_id(uint32 id)'),
   btfFree: bpf.func('void btf__free(btf *btf)'),
+  btfParse: bpf.func('btf *btf__parse(const char *path, void *btf_ext)'),
 
   objGet: bpf.func('int bpf_obj_get(const char *path)'),
   objPin: bpf.func('int bpf_obj_pin(int fd, const char *path)'),

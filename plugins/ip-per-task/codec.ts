@@ -1,6 +1,8 @@
 /* Mirrors bpf/include/ip_per_task.h; test/unit/btf-codecs.test.ts checks it against BTF. */
 import { array, ip6Addr, struct, u16, u32, u64, u8 } from '../../lib/bpf/codec';
 
+export const BPF_OBJECT = 'ip_per_task';
+
 export const HAVE_IP6 = 1;
 export const HAVE_IP4 = 2;
 

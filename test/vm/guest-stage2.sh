@@ -24,12 +24,13 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # The guest kernel's modules, from the cache (visible through the 9p root), for modprobe.
 rel=$(uname -r)
-if [ -d "/var/cache/taskwire-vm/$rel/lib/modules/$rel" ]; then
+kc="$(cat "$O/cache" 2>/dev/null || echo /var/cache/taskwire-vm)/$rel"
+if [ -d "$kc/lib/modules/$rel" ]; then
   mkdir -p "/lib/modules/$rel"
-  mount --bind "/var/cache/taskwire-vm/$rel/lib/modules/$rel" "/lib/modules/$rel"
+  mount --bind "$kc/lib/modules/$rel" "/lib/modules/$rel"
 fi
-if [ -f "/var/cache/taskwire-vm/$rel/config" ] && [ ! -e "/boot/config-$rel" ]; then
-  mkdir -p /boot && cp "/var/cache/taskwire-vm/$rel/config" "/boot/config-$rel" 2>/dev/null
+if [ -f "$kc/config" ] && [ ! -e "/boot/config-$rel" ]; then
+  mkdir -p /boot && cp "$kc/config" "/boot/config-$rel" 2>/dev/null
 fi
 ip link set lo up
 hostname taskwire-vm 2>/dev/null

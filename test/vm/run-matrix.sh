@@ -175,7 +175,8 @@ priv_apt_setup() {
   [ "$PRIV_APT_READY" = "$suites" ] && return 0
   line=$(derive_mirror)
   uri=${line%%$'\t'*}; sb=${line#*$'\t'}
-  [ -n "$sb" ] || sb=/usr/share/keyrings/debian-archive-keyring.gpg
+  # a keyring path (an inline key block, or nothing, falls back to Debian's archive keyring)
+  [[ $sb == /* ]] || sb=/usr/share/keyrings/debian-archive-keyring.gpg
   mkdir -p "$TMP/apt/sources.list.d" "$TMP/apt/preferences.d" \
            "$CACHE/apt/lists/partial" "$CACHE/apt/cache/archives/partial"
   printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
@@ -368,6 +369,7 @@ run_vm() { # label release
   cp "$HERE/guest-stage2.sh" "$out/stage2.sh"
   printf '%s' "$CMD" > "$out/cmd"
   printf '%s' "$CWD" > "$out/cwd"
+  printf '%s' "$CACHE" > "$out/cache"
   printf '\n==== %s (%s)\n' "$label" "$rel"
   t0=$(now)
   timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
@@ -405,7 +407,8 @@ run_vm() { # label release
 }
 
 # ---------------------------------------------------------------------------------------
-ensure_tools
+[ -n "${KERNELS// /}" ] || die "--kernels is empty"
+for k in $KERNELS; do [ "$k" = host ] || { ensure_tools; break; }; done
 mkdir -p "$CACHE"
 declare -A REL=()
 # One lock around the cache work so two runs do not extract into the same dir at once.
