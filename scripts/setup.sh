@@ -45,9 +45,13 @@ NODE="$root/.tools/bin/node"
 export PATH="$root/.tools/bin:$PATH"
 
 # --- npm packages ----------------------------------------------------------------------------
+# `npm install --no-save` rather than `npm ci`: it installs the locked versions without
+# rewriting the lock, and npm 11's `ci` refuses a lock written on another platform for want of
+# optional per-platform entries. Install scripts stay off (npm 11 default): koffi and esbuild
+# ship their binaries in their packages.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"
-  npm ci --silent --no-audit --no-fund >/dev/null 2>&1 || npm ci --no-audit --no-fund
+  npm install --no-save --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 # --- build -----------------------------------------------------------------------------------
