@@ -2,7 +2,7 @@
 # the bundled hook and CLI (esbuild; koffi stays external because it ships a native module).
 NODE ?= $(CURDIR)/.tools/bin/node
 CLANG ?= clang
-ARCH_INC := /usr/include/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
+ARCH_INC := /usr/include/$(shell uname -m)-linux-gnu
 BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -Ibpf/include -I$(ARCH_INC)
 
 BPF_SRC := $(wildcard bpf/*.bpf.c)
@@ -22,7 +22,7 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h)
 lib/generated/validators.js: scripts/gen-validators.js $(SCHEMAS)
 	$(NODE) scripts/gen-validators.js $@
 
-dist/taskwire-hook.js dist/taskwire.js &: $(TS_SRC) lib/generated/validators.js scripts/bundle.js
+dist/taskwire-hook.js dist/taskwire.js &: $(TS_SRC) lib/generated/validators.js scripts/bundle.js scripts/koffi-direct.js
 	$(NODE) scripts/bundle.js
 
 clean:
