@@ -53,16 +53,24 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const [c1] = await once(t.cgroup, { op: 'tcp-connect', host: '127.0.0.1', port: hl.port });
     expect(c1.local).toBe('127.0.0.1');
 
-    const hostTcp4 = actor(null, { op: 'tcp-listen', host: t.ip4!, port: 0, note: 'reachable host address' });
+    // A host listener on another host address (a second task's IPv4 stands in for a remote
+    // peer): without the program the kernel would pick that address itself as the source.
+    const other = await startIpt(host, 'auto');
+    const hostTcp4 = actor(null, { op: 'tcp-listen', host: other.ip4!, port: 0 });
     const h4 = await hostTcp4.next('listening');
-    // The task IP is a local address too; connecting to it exercises the non-loopback path.
-    const [c2] = await once(t.cgroup, { op: 'tcp-connect', host: t.ip4, port: h4.port });
+    const [c2] = await once(t.cgroup, { op: 'tcp-connect', host: other.ip4, port: h4.port });
     expect(c2.event).toBe('connected');
     expect(c2.local).toBe(t.ip4);
 
+    // A dual-stack IPv6 socket reaching IPv4 through a v4-mapped address leaves from the
+    // v4-mapped task IPv4 (connect6 sees ::ffff:a.b.c.d).
+    const [c3] = await once(t.cgroup, { op: 'tcp-connect', host: `::ffff:${other.ip4}`, port: h4.port });
+    expect(c3.event).toBe('connected');
+    expect(c3.local).toBe(`::ffff:${t.ip4}`);
+
     const udp = actor(null, { op: 'udp-listen', host: '0.0.0.0', port: 0 });
     const ul = await udp.next('listening');
-    const [reply] = await once(t.cgroup, { op: 'udp-send', host: t.ip4, port: ul.port });
+    const [reply] = await once(t.cgroup, { op: 'udp-send', host: other.ip4, port: ul.port });
     expect(reply.event).toBe('reply');
     const seen = await udp.next('datagram');
     expect(seen.from).toBe(t.ip4);
