@@ -108,13 +108,14 @@ export function testHost(patch: (cfg: Record<string, any>) => void = () => {}): 
   const bpffs = privateBpffs();
   const cfg = JSON.parse(readFileSync(join(ROOT, 'oci-config', 'config.example.json'), 'utf8'));
   const n6 = randomInt(0x100, 0xffff).toString(16);
-  const n4 = randomInt(2, 254);
+  // 1,000 IPv4 pools of 62 addresses: concurrent runs (jest workers, other checkouts) rarely meet.
+  const n4 = `${randomInt(1, 255)}.${randomInt(0, 4) * 64}`;
   cfg.bpffs = bpffs;
   cfg.runDir = join(dir, 'run');
   cfg.logFile = join(dir, 'taskwire.log');
   cfg.logLevel = 'debug';
   cfg.policyDir = join(dir, 'policies');
-  cfg.pools = { default: { ip6: `fd00:7a5c:0:${n6}::/112`, ip4: `10.123.${n4}.0/24` } };
+  cfg.pools = { default: { ip6: `fd00:7a5c:0:${n6}::/112`, ip4: `10.123.${n4}/26` } };
   patch(cfg);
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(cfg, null, 1));
