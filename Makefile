@@ -22,8 +22,14 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h)
 lib/generated/validators.js: scripts/gen-validators.js $(SCHEMAS)
 	$(NODE) scripts/gen-validators.js $@
 
-dist/taskwire-hook.js dist/taskwire.js &: $(TS_SRC) lib/generated/validators.js scripts/bundle.js scripts/koffi-direct.js
+dist/taskwire-hook.js dist/taskwire.js &: $(TS_SRC) lib/generated/validators.js scripts/bundle.js scripts/koffi-direct.js scripts/hook-launcher.js scripts/pino-no-transport.js
 	$(NODE) scripts/bundle.js
 
 clean:
 	rm -rf build dist lib/generated
+
+# The kernel matrix (test/vm/README.md): the netns focused test on the host kernel and on Debian
+# 6.1 and 6.12 under qemu (TCG). Needs root; fetches kernels through apt on first use.
+.PHONY: vm-matrix
+vm-matrix: all
+	test/vm/run-matrix.sh --kernels "$(or $(KERNELS),host 6.1 6.12)" -- $(CURDIR)/test/vm/focused.sh

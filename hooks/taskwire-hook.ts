@@ -1,11 +1,24 @@
 #!/usr/bin/env node
-/* The OCI hook executable: taskwire-hook <createRuntime|prestart|poststop>. See lib/hook.ts. */
+/* The OCI hook executable: taskwire-hook <createRuntime|prestart|poststop>. See lib/hook.ts.
+ * stdin and stderr go in as descriptors: process.stdin/stderr build streams (tty, net) that
+ * would cost a hook more start-up time than its work. */
+import { writeSync } from 'node:fs';
 import { runHook } from '../lib/hook';
 
-runHook(process.argv.slice(2), { stdin: process.stdin, stderr: process.stderr, env: process.env }).then(
+const stderr = {
+  write(s: string) {
+    try {
+      writeSync(2, s);
+    } catch {
+      // stderr closed: the exit code still tells the runtime
+    }
+  },
+};
+
+runHook(process.argv.slice(2), { stdin: 0, stderr, env: process.env }).then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`taskwire: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+    stderr.write(`taskwire: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   },
 );

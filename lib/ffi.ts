@@ -8,8 +8,20 @@
  */
 import koffi from 'koffi';
 
-const bpf = koffi.load('libbpf.so.1');
-const c = koffi.load('libc.so.6');
+// Libraries open, and prototypes are parsed, at first call: the tables below name ~80 functions
+// of which a hook calls a dozen (parsing them all took ~1 ms of every hook), and poststop (flock,
+// netlink) never needs libbpf mapped at all (bench/README.md, hook-latency).
+function lazyLib(path: string): { func(decl: string): koffi.KoffiFunction } {
+  let lib: koffi.IKoffiLib | undefined;
+  return {
+    func(decl) {
+      let fn: koffi.KoffiFunction | undefined;
+      return ((...args: unknown[]) => (fn ??= (lib ??= koffi.load(path)).func(decl))(...args)) as koffi.KoffiFunction;
+    },
+  };
+}
+const bpf = lazyLib('libbpf.so.1');
+const c = lazyLib('libc.so.6');
 
 // koffi's type names are process-wide while this module may be evaluated more than once (jest
 // gives each test file its own module registry): declare each named type only once.
@@ -29,6 +41,9 @@ named('btf', () => koffi.opaque('btf'));
 // libbpf's print callback passes a va_list; on x86_64 and arm64 that decays to a pointer which
 // libc's vsnprintf formats for us, so verifier logs reach our logger as text.
 const PrintFn = named('libbpf_print_fn', () => koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)'));
+// A ring buffer record handed to JavaScript; `data` is valid only during the call.
+const SampleFn = named('ring_buffer_sample_fn', () => koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)'));
+named('ring_buffer', () => koffi.opaque('ring_buffer'));
 
 export const libbpf = {
   major: bpf.func('uint32 libbpf_major_version(void)'),
@@ -86,6 +101,10 @@ export const libbpf = {
   mapLookup: bpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
   mapDelete: bpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
   mapNextKey: bpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)'),
+  // twfw: policies of 10,000+ entries load in one call per map where the kernel allows it.
+  mapUpdateBatch: bpf.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32 *count, const void *opts)'),
+  // twfw: host-wide maps (shared endpoint sets) that no single object owns.
+  mapCreate: bpf.func('int bpf_map_create(int map_type, const char *map_name, uint32 key_size, uint32 value_size, uint32 max_entries, const void *opts)'),
   progQuery: bpf.func(
     'int bpf_prog_query(int target_fd, int type, uint32 query_flags, _Out_ uint32 *attach_flags, _Out_ uint32 *ids, _Inout_ uint32 *cnt)',
   ),
@@ -94,8 +113,24 @@ export const libbpf = {
   linkGetFdById: bpf.func('int bpf_link_get_fd_by_id(uint32 id)'),
   linkGetNextId: bpf.func('int bpf_link_get_next_id(uint32 start, _Out_ uint32 *next)'),
   linkUpdate: bpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
+  // tcx and netkit links: libbpf 1.1 has no attach helpers for them, but passes unknown attach
+  // types through with target_fd = ifindex and zeroed options (append after existing programs).
+  linkCreate: bpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
   linkDetach: bpf.func('int bpf_link_detach(int link_fd)'),
   enableStats: bpf.func('int bpf_enable_stats(int type)'),
+  ringbufNew: bpf.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
+  ringbufConsume: bpf.func('int ring_buffer__consume(ring_buffer *rb)'),
+  ringbufPoll: bpf.func('int ring_buffer__poll(ring_buffer *rb, int timeout_ms)'),
+  ringbufFree: bpf.func('void ring_buffer__free(ring_buffer *rb)'),
+  // Names of kernel enums as libbpf knows them (NULL past what this libbpf knows): for the CLI.
+  progTypeStr: bpf.func('const char *libbpf_bpf_prog_type_str(int t)'),
+  mapTypeStr: bpf.func('const char *libbpf_bpf_map_type_str(int t)'),
+  linkTypeStr: bpf.func('const char *libbpf_bpf_link_type_str(int t)'),
+  attachTypeStr: bpf.func('const char *libbpf_bpf_attach_type_str(int t)'),
+  // An opened (not loaded) object's programs, for `doctor` to probe what each one needs.
+  progType: bpf.func('int bpf_program__type(const bpf_program *prog)'),
+  progInsns: bpf.func('const void *bpf_program__insns(const bpf_program *prog)'),
+  progInsnCnt: bpf.func('size_t bpf_program__insn_cnt(const bpf_program *prog)'),
 };
 
 export const libc = {
@@ -139,4 +174,18 @@ export function registerPrint(fn: (level: number, text: string) => void): void {
 
 export function isNull(ptr: unknown): boolean {
   return ptr === null || ptr === undefined;
+}
+
+/** Address of a Buffer, for info structs that carry user pointers (bpf_prog_info.map_ids). */
+export function addressOf(buf: Buffer): bigint {
+  return BigInt(koffi.address(buf) as bigint);
+}
+
+/** A ring buffer sample callback; unregister it after ring_buffer__free. */
+export function registerSample(fn: (data: Buffer) => void): { cb: unknown; unregister(): void } {
+  const cb = koffi.register((_ctx: unknown, data: unknown, size: number | bigint) => {
+    fn(readBytes(data, Number(size)));
+    return 0;
+  }, koffi.pointer(SampleFn));
+  return { cb, unregister: () => koffi.unregister(cb) };
 }

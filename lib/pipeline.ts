@@ -38,21 +38,23 @@ export function selectPlugins(annotations: Record<string, string>, host: HostCon
   const selected: Selected[] = [];
   for (const entry of registry) {
     const key = ANNOTATION_PREFIX + entry.name;
-    if (!keys.has(key)) continue;
-    const raw = host.plugins[entry.name];
-    if (!raw?.enabled) throw new ConfigError(`annotation ${key}: plugin ${entry.name} is not enabled on this host (${host.path ?? 'no host config file'})`);
+    const { applyToAll, ...raw } = host.plugins[entry.name] ?? { enabled: false };
+    // The host's applyToAll is the value of an annotation the container did not bring.
+    const value = keys.has(key) ? annotations[key] : raw.enabled ? applyToAll : undefined;
+    if (value === undefined) continue;
+    if (!raw.enabled) throw new ConfigError(`annotation ${key}: plugin ${entry.name} is not enabled on this host (${host.path ?? 'no host config file'})`);
     const def = entry.load();
     const section = validate<{ enabled: boolean }>(def.hostSchema, raw, `host config plugins["${entry.name}"]`);
     for (const r of def.requires ?? [])
-      if (!keys.has(ANNOTATION_PREFIX + r)) throw new ConfigError(`annotation ${key}: plugin ${entry.name} requires ${ANNOTATION_PREFIX}${r} as well`);
+      if (!selected.some((s) => s.def.name === r)) throw new ConfigError(`annotation ${key}: plugin ${entry.name} requires ${ANNOTATION_PREFIX}${r} as well`);
     let config: unknown;
     try {
-      config = def.parse(annotations[key], { host, section, id });
+      config = def.parse(value, { host, section, id });
     } catch (err) {
       if (err instanceof ConfigError) throw new ConfigError(`annotation ${key}: ${err.message}`);
       throw err;
     }
-    selected.push({ def, value: annotations[key], config, section });
+    selected.push({ def, value, config, section });
   }
   return selected;
 }

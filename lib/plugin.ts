@@ -22,6 +22,8 @@ export interface ParseContext<H> {
 export interface CgroupLoad extends OpenOptions {
   /** Maps to pin under the plugin's pin dir as map_<name>. */
   pinMaps?: string[];
+  /** Runs after load, before any program is attached: fill policy maps so no access ever sees them empty. */
+  beforeAttach?: (obj: BpfObject) => void;
 }
 
 export interface PluginContext<H> extends ParseContext<H> {

@@ -35,6 +35,33 @@ registerResourceKind('ipam', (r, ctx) => {
   releaseAddress(ctx.layout, r.address as string, r.owner as string);
 });
 
+/** A network device pair by its host end (netns plugin); the peer goes with it. */
+registerResourceKind('netdev', (r) => {
+  const { deleteLink } = require('./net/rtnetlink-link') as typeof import('./net/rtnetlink-link');
+  deleteLink(r.name as string, r.ifindex as number);
+});
+
+/** One key (hex) in a pinned, shared map; a gone map or key counts as removed. */
+registerResourceKind('map-entry', (r) => {
+  const { BpfMap } = require('./bpf/map') as typeof import('./bpf/map');
+  const { isErrno } = require('./errors') as typeof import('./errors');
+  let map;
+  try {
+    map = BpfMap.openPinned(r.path as string);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  try {
+    map.deleteRaw(Buffer.from(r.key as string, 'hex'));
+  } finally {
+    map.close();
+  }
+});
+
+/** A plain file of ours (twfw's policy state under the run dir); gone already is fine. */
+registerResourceKind('file', (r) => rmSync(r.path as string, { force: true }));
+
 /** Undoes resources newest first; returns the failures (each already logged). */
 export function releaseAll(resources: Resource[], ctx: ReleaseContext): Error[] {
   const errors: Error[] = [];

@@ -12,6 +12,10 @@ export interface RegistryEntry {
 
 export const registry: RegistryEntry[] = [
   { name: 'ip-per-task', load: () => require('./ip-per-task').default },
+  { name: 'netns', load: () => require('./netns').default },
+  { name: 'localhost-redirect', load: () => require('./localhost-redirect').default },
+  { name: 'twfw', load: () => require('./twfw').default },
+  { name: 'sysctl', load: () => require('./sysctl').default },
 ];
 
 export const ANNOTATION_PREFIX = 'io.taskwire.';

@@ -1,12 +1,68 @@
 // Bundles the hook and the CLI into one file each (Node start-up is the hook's biggest cost:
 // one file parses faster than hundreds of modules). koffi stays external: it loads a native
-// binary relative to its own package.
+// binary relative to its own package; scripts/koffi-direct.js stands in for its index.js.
+//
+// The hook is a launcher (scripts/hook-launcher.js, copied to dist/taskwire-hook.js) that runs
+// its bundle (dist/taskwire-hook-main.js) from a V8 code cache. The CLI is not start-up critical
+// and stays one file (it checks require.main).
 'use strict';
 const esbuild = require('esbuild');
 const path = require('node:path');
 const root = path.resolve(__dirname, '..');
-const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', external: ['koffi'], logLevel: 'warning', absWorkingDir: root, legalComments: 'none' };
-Promise.all([
-  esbuild.build({ ...common, entryPoints: ['hooks/taskwire-hook.ts'], outfile: 'dist/taskwire-hook.js' }),
-  esbuild.build({ ...common, entryPoints: ['cli/taskwire.ts'], outfile: 'dist/taskwire.js' }),
-]).catch(() => process.exit(1));
+const koffiDirect = path.join(__dirname, 'koffi-direct.js');
+
+const koffiPlugin = {
+  name: 'koffi-direct',
+  setup(build) {
+    build.onResolve({ filter: /^koffi(\/.*)?$/ }, (args) => {
+      if (args.importer === koffiDirect) return { path: args.path, external: true };
+      if (args.path === 'koffi') return { path: koffiDirect };
+      return { path: args.path, external: true };
+    });
+  },
+};
+
+// pino as the hook uses it: pino.destination({ sync: true }) to a file, never a transport (a
+// worker thread running another module: a hook exits within milliseconds and must not lose
+// lines). pino loads its transport machinery and two slow built-ins at require time anyway:
+// thread-stream and worker_threads (about 2 ms), assert for one check in sonic-boom's close
+// (about 3 ms), a fifth of a hook's own start-up (bench/README.md). In the hook bundle only:
+//  - pino/lib/transport.js is a stub that throws if anything ever asks for a transport;
+//  - tools.js's `isMainThread` (it only decides whether an async destination is flushed at
+//    exit) is true: the hook's bundle runs on the main thread (scripts/hook-launcher.js);
+//  - sonic-boom requires assert at its first assertion instead of at load.
+// Each edit must match pino's source exactly, or the build fails: an upgrade is checked here.
+const pinoTransport = path.join(__dirname, 'pino-no-transport.js');
+function replaceOnce(file, text, from, to) {
+  if (text.split(from).length !== 2) throw new Error(`bundle: ${file} changed; review scripts/bundle.js's pino edits (${JSON.stringify(from)})`);
+  return text.replace(from, to);
+}
+const pinoLean = {
+  name: 'pino-lean',
+  setup(build) {
+    build.onResolve({ filter: /^\.(\/lib)?\/transport$/ }, (args) =>
+      /[\\/]node_modules[\\/]pino[\\/]/.test(args.importer) ? { path: pinoTransport } : undefined,
+    );
+    build.onLoad({ filter: /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/ }, async (args) => {
+      const text = await require('node:fs/promises').readFile(args.path, 'utf8');
+      return { contents: replaceOnce(args.path, text, "const { isMainThread } = require('worker_threads')", 'const isMainThread = true'), loader: 'js' };
+    });
+    build.onLoad({ filter: /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/ }, async (args) => {
+      const text = await require('node:fs/promises').readFile(args.path, 'utf8');
+      return { contents: replaceOnce(args.path, text, "const assert = require('assert')", "const assert = (...a) => require('assert')(...a)"), loader: 'js' };
+    });
+  },
+};
+
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning', absWorkingDir: root, legalComments: 'none', plugins: [koffiPlugin] };
+
+async function main() {
+  await Promise.all([
+    esbuild.build({ ...common, plugins: [koffiPlugin, pinoLean], entryPoints: ['hooks/taskwire-hook.ts'], outfile: 'dist/taskwire-hook-main.js' }),
+    esbuild.build({ ...common, entryPoints: ['cli/taskwire.ts'], outfile: 'dist/taskwire.js' }),
+  ]);
+  const fs = require('node:fs');
+  fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), path.join(root, 'dist', 'taskwire-hook.js'));
+  fs.chmodSync(path.join(root, 'dist', 'taskwire-hook.js'), 0o755);
+}
+main().catch(() => process.exit(1));

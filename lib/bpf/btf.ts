@@ -10,7 +10,7 @@ const KIND_VAR = 14;
 const KIND_DATASEC = 15;
 const TYPE_HDR = 12;
 
-interface BtfType {
+export interface BtfType {
   nameOff: number;
   kind: number;
   vlen: number;
@@ -19,7 +19,7 @@ interface BtfType {
   ptr: unknown;
 }
 
-function typeById(btf: unknown, id: number): BtfType {
+export function typeById(btf: unknown, id: number): BtfType {
   const ptr = libbpf.btfTypeById(btf, id);
   const hdr = readBytes(ptr, TYPE_HDR);
   const info = hdr.readUInt32LE(4);
@@ -34,7 +34,7 @@ function typeById(btf: unknown, id: number): BtfType {
 }
 
 /** Triples following a struct/datasec header: (name_off|type, type|offset, offset|size). */
-function records(t: BtfType): number[][] {
+export function records(t: BtfType): number[][] {
   const raw = readBytes(t.ptr, TYPE_HDR + t.vlen * 12);
   return Array.from({ length: t.vlen }, (_, i) => {
     const o = TYPE_HDR + i * 12;

@@ -13,6 +13,7 @@ export function loadIntoCgroup(object: string, cgroupFd: number, pinDir: string,
   const obj = BpfObject.open(bpfObjectPath(object), opts);
   try {
     for (const m of opts.pinMaps ?? []) obj.pinMap(m, join(pinDir, `map_${m}`));
+    opts.beforeAttach?.(obj);
     const skip = new Set(opts.skipPrograms ?? []);
     for (const prog of obj.programs()) {
       if (skip.has(prog.name)) continue;
@@ -29,5 +30,20 @@ export function loadIntoCgroup(object: string, cgroupFd: number, pinDir: string,
   } catch (err) {
     obj.close();
     throw err;
+  }
+}
+
+/**
+ * Swaps the program behind a pinned cgroup link (bpf_link_update): atomic for that hook, the
+ * old program runs to completion on packets it already has. ENOLINK = the cgroup is gone.
+ */
+export function updatePinnedLink(path: string, progFd: number): void {
+  const { libbpf, libc } = require('../ffi') as typeof import('../ffi');
+  const { checkInt } = require('./libbpf') as typeof import('./libbpf');
+  const fd = checkInt(libbpf.objGet(path) as number, `open pinned link ${path}`);
+  try {
+    checkInt(libbpf.linkUpdate(fd, progFd, null) as number, `update link ${path}`);
+  } finally {
+    libc.close(fd);
   }
 }

@@ -34,6 +34,12 @@ export const u64: FieldCodec<bigint> = {
   read: (b, o) => b.readBigUInt64LE(o),
   write: (b, o, v) => b.writeBigUInt64LE(BigInt(v), o),
 };
+export const s64: FieldCodec<bigint> = {
+  size: 8,
+  align: 8,
+  read: (b, o) => b.readBigInt64LE(o),
+  write: (b, o, v) => b.writeBigInt64LE(BigInt(v), o),
+};
 
 /** 16 bytes in network order; IPv4 addresses are stored v4-mapped (::ffff:a.b.c.d). */
 export const ip6Addr: FieldCodec<string> = {

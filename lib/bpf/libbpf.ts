@@ -49,3 +49,12 @@ export function checkPtr<T>(ptr: T | null, what: string, code: ErrorCode = 'BPF'
 export function libbpfVersion(): string {
   return `${libbpf.major()}.${libbpf.minor()}`;
 }
+
+const helperCache = new Map<string, boolean>();
+/** Whether programs of `progType` may call helper `helperId` on this kernel (libbpf's probe, cached). */
+export function helperAvailable(progType: number, helperId: number): boolean {
+  const key = `${progType}/${helperId}`;
+  let ok = helperCache.get(key);
+  if (ok === undefined) helperCache.set(key, (ok = (libbpf.probeHelper(progType, helperId, null) as number) === 1));
+  return ok;
+}

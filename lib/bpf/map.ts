@@ -43,6 +43,11 @@ export class BpfMap {
     return new BpfMap(fd, name, false);
   }
 
+  /** A new map owned by no object (host-wide state); pin it to keep it. */
+  static create(type: number, name: string, keySize: number, valueSize: number, maxEntries: number): BpfMap {
+    return new BpfMap(checkInt(libbpf.mapCreate(type, name, keySize, valueSize, maxEntries, null), `create map ${name}`), name, true);
+  }
+
   static openPinned(path: string): BpfMap {
     return new BpfMap(checkInt(libbpf.objGet(path), `open pinned map ${path}`), path, true);
   }
@@ -57,6 +62,22 @@ export class BpfMap {
 
   updateRaw(key: Buffer, value: Buffer, flags = BPF_ANY): void {
     checkInt(libbpf.mapUpdate(this.fd, key, value, flags), `update map ${this.name}`);
+  }
+
+  /**
+   * `count` packed keys and values in one bpf(BPF_MAP_UPDATE_BATCH) where the map type has it
+   * (hash, array); element by element otherwise (LPM tries on kernels before batch support).
+   */
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+    if (count === 0) return;
+    const ks = keys.length / count;
+    const vs = values.length / count;
+    const n = [count];
+    const rc = libbpf.mapUpdateBatch(this.fd, keys, values, n, flags === BPF_ANY ? null : batchOpts(flags)) as number;
+    if (rc === 0) return;
+    // ENOTSUPP/EOPNOTSUPP: the map type has no batch op and nothing was written.
+    if (rc !== -95 && rc !== -524) throw new SyscallError('BPF', `batch update of map ${this.name}`, -rc);
+    for (let i = 0; i < count; i++) this.updateRaw(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
   }
 
   lookup<K, V>(kc: FieldCodec<K>, key: K, vc: FieldCodec<V>): V | undefined {
@@ -116,7 +137,19 @@ export class BpfMap {
     }
   }
 
+  pin(path: string): void {
+    checkInt(libbpf.objPin(this.fd, path) as number, `pin map ${this.name} at ${path}`);
+  }
+
   close(): void {
     if (this.owned) libc.close(this.fd);
   }
+}
+
+/** struct bpf_map_batch_opts { size_t sz; __u64 elem_flags; __u64 flags; } */
+function batchOpts(elemFlags: number): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0);
+  b.writeBigUInt64LE(BigInt(elemFlags), 8);
+  return b;
 }

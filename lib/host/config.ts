@@ -24,7 +24,7 @@ export interface HostConfig {
   hookTimeoutMs: number;
   policyDir: string;
   pools: Record<string, PoolConfig>;
-  plugins: Record<string, { enabled: boolean; [k: string]: unknown }>;
+  plugins: Record<string, { enabled: boolean; applyToAll?: string; [k: string]: unknown }>;
 }
 
 export function configPath(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -59,6 +59,11 @@ export function loadHostConfig(path: string): HostConfig {
     if (pool.ip4 && parseCidr(pool.ip4, `host config pools.${name}.ip4`).family !== 4) throw new ConfigError(`host config pools.${name}.ip4 must be an IPv4 prefix`);
   }
   return out;
+}
+
+/** Whether some plugin applies to containers without annotations (the hook must then look at all). */
+export function appliesToAll(host: HostConfig): boolean {
+  return Object.values(host.plugins).some((p) => p.enabled && p.applyToAll !== undefined);
 }
 
 export function poolPrefix(host: HostConfig, pool: string, family: 4 | 6): Cidr {

@@ -14,9 +14,13 @@ export interface Cidr {
   prefixLen: number;
 }
 
+const FOUR_PARTS = /^(0|[1-9]\d*)(\.(0|[1-9]\d*)){3}$/;
+
 export function parseIp(text: string, what: string, family?: Family): { family: Family; address: string } {
   if (typeof text === 'string') {
-    if ((family ?? 4) === 4 && ipaddr.IPv4.isValidFourPartDecimal(text)) return { family: 4, address: ipaddr.IPv4.parse(text).toString() };
+    // FOUR_PARTS is the last test isValidFourPartDecimal makes: checked first, it spares an IPv6
+    // text ipaddr's IPv4 regexes (compiled at first use: a fraction of a hook's millisecond budget).
+    if ((family ?? 4) === 4 && FOUR_PARTS.test(text) && ipaddr.IPv4.isValidFourPartDecimal(text)) return { family: 4, address: ipaddr.IPv4.parse(text).toString() };
     if ((family ?? 6) === 6 && !text.includes('%') && ipaddr.IPv6.isValid(text) && text.includes(':')) {
       const a = ipaddr.IPv6.parse(text);
       return { family: 6, address: a.toString() };

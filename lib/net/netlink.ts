@@ -26,7 +26,8 @@ const IFA_F_NODAD = 0x02;
 const IFA_F_NOPREFIXROUTE = 0x200;
 const RT_SCOPE_UNIVERSE = 0;
 
-function rtattr(type: number, payload: Buffer): Buffer {
+/** One netlink attribute, padded to 4 bytes (shared with rtnetlink-link.ts). */
+export function rtattr(type: number, payload: Buffer): Buffer {
   const len = 4 + payload.length;
   const b = Buffer.alloc((len + 3) & ~3);
   b.writeUInt16LE(len, 0);
@@ -41,7 +42,8 @@ export function ifIndex(ifname: string): number {
   return idx;
 }
 
-function request(type: number, flags: number, body: Buffer, what: string): void {
+/** One rtnetlink request on a fresh socket, waiting for its ack; throws SyscallError on a nack. */
+export function request(type: number, flags: number, body: Buffer, what: string): void {
   const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
   if (fd < 0) throw new SyscallError('NETLINK', 'open rtnetlink socket', errno());
   try {

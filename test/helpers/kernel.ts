@@ -114,6 +114,9 @@ export function testHost(patch: (cfg: Record<string, any>) => void = () => {}): 
   cfg.runDir = join(dir, 'run');
   cfg.logFile = join(dir, 'taskwire.log');
   cfg.logLevel = 'debug';
+  // Twenty hooks at once on two loaded cores can outlast a production deadline; tests of the
+  // deadline itself set their own.
+  cfg.hookTimeoutMs = 30000;
   cfg.policyDir = join(dir, 'policies');
   cfg.pools = { default: { ip6: `fd00:7a5c:0:${n6}::/112`, ip4: `10.123.${n4}/26` } };
   patch(cfg);

@@ -17,11 +17,11 @@ export interface Actor {
   kill(): void;
 }
 
-export function actor(cgroup: string | null, cmd: Record<string, unknown>): Actor {
+/** `netns` (a path like /proc/PID/ns/net) runs the actor in that network namespace too. */
+export function actor(cgroup: string | null, cmd: Record<string, unknown>, netns?: string): Actor {
   const argv = [CHILD, JSON.stringify(cmd)];
-  const proc = cgroup
-    ? spawn('sh', ['-c', `echo $$ > "$0/cgroup.procs" && exec "$@"`, cgroup, NODE, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawn(NODE, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [file, args] = cgroup ? ['sh', ['-c', `echo $$ > "$0/cgroup.procs" && exec "$@"`, cgroup, NODE, ...argv]] : [NODE, argv];
+  const proc = netns ? spawn('nsenter', [`--net=${netns}`, '--', file, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   onCleanup(() => proc.kill('SIGKILL'));
   const queue: ActorEvent[] = [];
   const waiters: ((e: ActorEvent) => void)[] = [];
@@ -46,8 +46,8 @@ export function actor(cgroup: string | null, cmd: Record<string, unknown>): Acto
 }
 
 /** Runs an actor to its first event of interest (a client's result). */
-export async function once(cgroup: string | null, cmd: Record<string, unknown>): Promise<ActorEvent[]> {
-  const a = actor(cgroup, cmd);
+export async function once(cgroup: string | null, cmd: Record<string, unknown>, netns?: string): Promise<ActorEvent[]> {
+  const a = actor(cgroup, cmd, netns);
   const events: ActorEvent[] = [];
   for (;;) {
     const e = await a.next();

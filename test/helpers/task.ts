@@ -24,12 +24,12 @@ export async function cgroupWithProcess(): Promise<{ cgroup: string; pid: number
 }
 
 /** Runs createRuntime for a new task; throws with the hook's stderr if it fails. */
-export async function startTask(host: TestHost, annotations: Record<string, string>, idPrefix = 'tw.task'): Promise<Task> {
+export async function startTask(host: TestHost, annotations: Record<string, string>, idPrefix = 'tw.task', bundle?: string): Promise<Task> {
   const id = uniq(idPrefix);
   const { cgroup, pid } = await cgroupWithProcess();
   const layout = layoutOf(loadHostConfig(host.configPath));
   onCleanup(() => destroyContainer(layout, id, silentLog));
-  const r: HookResult = await hook('createRuntime', { id, pid, annotations }, host.configPath);
+  const r: HookResult = await hook('createRuntime', { id, pid, annotations, ...(bundle ? { bundle } : {}) }, host.configPath);
   if (r.code !== 0) throw new Error(`createRuntime failed (${r.code}): ${r.stderr}`);
   const record = readRecord(layout, id)!;
   return {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, sleeperIn, tempCgroup, testHost, TestHost, uniq, waitInCgroup } from '../helpers/kernel';
 import { hook, hookBinary } from '../helpers/hook';
-import { startTask } from '../helpers/task';
+import { cgroupWithProcess, startTask } from '../helpers/task';
 import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
 import { actor, once } from '../helpers/net';
@@ -183,6 +183,34 @@ describePrivileged('ip-per-task on the real kernel', () => {
       expect(existsSync(containerPinDir(layout, id))).toBe(false);
     }
     expect(cgroupPrograms(cgroup)).toEqual([]);
+  });
+
+  test('auto skips a pool address the host already carries; an explicit one is refused', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const squatter = host.pool6.replace('::/112', '::ff00');
+    execFileSync('ip', ['addr', 'add', `${squatter}/128`, 'dev', 'lo', 'nodad']);
+    onCleanup(() => execFileSync('ip', ['addr', 'del', `${squatter}/128`, 'dev', 'lo']));
+    const { cgroup, pid } = await cgroupWithProcess();
+    const id = uniq('tw.sq');
+    onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
+    const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': squatter } }, host.configPath);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(`address ${squatter} is already configured on this host (not by taskwire)`);
+    expect(cgroupPrograms(cgroup)).toEqual([]);
+    expect(deviceAddresses()).toContain(squatter); // not ours to remove
+
+    // The allocator's next three candidates are host addresses it does not know about.
+    const small = testHost((cfg) => {
+      cfg.pools.default = { ip6: cfg.pools.default.ip6.replace('/112', '/124') };
+    });
+    const base = small.pool6.replace('::/124', '::');
+    for (const i of [1, 2, 3]) {
+      execFileSync('ip', ['addr', 'add', `${base}${i}/128`, 'dev', 'lo', 'nodad']);
+      onCleanup(() => execFileSync('ip', ['addr', 'del', `${base}${i}/128`, 'dev', 'lo']));
+    }
+    const t = await startIpt(small, 'auto');
+    expect(t.ip6).toBe(`${base}4`);
+    expect(Object.keys(ipamEntries({ bpffs: small.bpffs, runDir: small.runDir }))).toEqual([`${base}4`]);
   });
 
   test('an address in use by another container is refused, and the first keeps it', async () => {

@@ -97,3 +97,17 @@ describe('ip-per-task annotation', () => {
     ['10.123.0.1', /not an IPv6 address/],
   ])('refuses %s', (v, msg) => expect(() => parse(v)).toThrow(msg));
 });
+
+describe('host applyToAll', () => {
+  const withDefault = (applyToAll: string | undefined, enabled = true): HostConfig => ({ ...host, plugins: { ...host.plugins, 'ip-per-task': { ...host.plugins['ip-per-task'], enabled, applyToAll } } });
+  test('a container without the annotation gets the host value', () => {
+    const sel = selectPlugins({}, withDefault('auto'), 'c');
+    expect(sel.map((s) => [s.def.name, s.value])).toEqual([['ip-per-task', 'auto']]);
+  });
+  test('the container annotation wins over the host value', () => {
+    expect(selectPlugins({ 'io.taskwire.ip-per-task': 'fd00:7a5c::9' }, withDefault('auto'), 'c')[0].value).toBe('fd00:7a5c::9');
+  });
+  test('a disabled plugin is not applied to anyone', () => {
+    expect(selectPlugins({}, withDefault('auto', false), 'c')).toEqual([]);
+  });
+});

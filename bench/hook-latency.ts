@@ -1,0 +1,134 @@
+/*
+ * Hook latency: wall time of the real hook executable (dist/taskwire-hook.js, empty environment,
+ * OCI state on stdin, as a runtime runs it) for createRuntime and poststop of a container with
+ * io.taskwire.ip-per-task=auto, against `node -e 0` with the same Node binary: the floor any
+ * Node hook pays. Each round uses a fresh cgroup with a process in it; rounds interleave the
+ * hook and the baseline. A few extra rounds with logLevel debug collect the hook's own phase
+ * timings (lib/hook.ts logs them) to show where the time goes.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempCgroup, uniq, waitInCgroup, removeCgroup } from '../test/helpers/kernel';
+import { destroyContainer, layoutOf } from '../lib/pipeline';
+import { loadHostConfig } from '../lib/host/config';
+import { silentLog } from '../lib/log';
+import { listRecords } from '../lib/state/record';
+import { benchHost, ROOT, interleave, NODE, onCleanup, ratio, rounds, runBench, stats, timeCommand, writeReport } from './lib';
+
+const HOOK = join(ROOT, 'dist', 'taskwire-hook.js');
+const ANNOTATION = { 'io.taskwire.ip-per-task': 'auto' };
+
+interface Box {
+  id: string;
+  cgroup: string;
+  pid: number;
+}
+
+async function box(): Promise<Box> {
+  const cgroup = tempCgroup(uniq('tw-bench'));
+  const p = spawn('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec sleep 600`], { stdio: 'ignore' });
+  p.unref(); // killed with its cgroup; must not keep the bench alive
+  await waitInCgroup(cgroup, p.pid!);
+  return { id: uniq('tw.bench'), cgroup, pid: p.pid! };
+}
+
+function state(b: Box, annotations: Record<string, string>): string {
+  return JSON.stringify({ ociVersion: '1.0.2', id: b.id, status: 'creating', pid: b.pid, bundle: '/tmp', annotations });
+}
+
+function runHook(stage: string, input: string, config: string): number {
+  const r = timeCommand(NODE, [HOOK, stage, '--config', config], { input, env: {}, cwd: '/' });
+  if (r.status !== 0 || r.stderr) throw new Error(`hook ${stage} failed (${r.status}): ${r.stderr}`);
+  return r.ms;
+}
+
+async function main(): Promise<void> {
+  execFileSync('test', ['-f', HOOK]);
+  const host = benchHost();
+  // A round that failed half way leaves a record (and addresses on the device): undo it.
+  onCleanup(() => {
+    const layout = layoutOf(loadHostConfig(host.configPath));
+    for (const r of listRecords(layout)) destroyContainer(layout, r.id, silentLog);
+  });
+  const debugConfig = join(host.dir, 'config-debug.json');
+  writeFileSync(debugConfig, JSON.stringify({ ...host.config, logLevel: 'debug', logFile: join(host.dir, 'debug.log') }));
+  const n = rounds(30);
+
+  // Boxes are made before the rounds (cgroup + process, not timed) so that every variant of a
+  // round runs back to back.
+  const boxes: Box[] = [];
+  for (let i = 0; i < n + 2; i++) boxes.push(await box());
+  const pending = [...boxes];
+  const pair: Record<string, number[]> = { createRuntime: [], poststop: [] };
+
+  const samples = interleave(n, [
+    { name: 'node -e 0', run: () => timeCommand(NODE, ['-e', '0'], { input: '{}', env: {}, cwd: '/' }).ms },
+    {
+      name: 'hook createRuntime+poststop',
+      run: (_c, round) => {
+        const b = pending.shift()!;
+        const input = state(b, ANNOTATION);
+        const c = runHook('createRuntime', input, host.configPath);
+        const p = runHook('poststop', input, host.configPath);
+        removeCgroup(b.cgroup);
+        if (round >= 0) {
+          pair.createRuntime.push(c);
+          pair.poststop.push(p);
+        }
+        return c + p;
+      },
+    },
+    {
+      name: 'hook createRuntime, no annotations',
+      run: () => runHook('createRuntime', state({ id: uniq('tw.bench.none'), cgroup: '', pid: 1 }, {}), host.configPath),
+    },
+  ]);
+  samples['hook createRuntime'] = pair.createRuntime;
+  samples['hook poststop'] = pair.poststop;
+  const base = samples['node -e 0'];
+
+  // Phase breakdown: the hook logs {phases} at debug level; a separate config so the timed
+  // rounds above pay nothing for debug logging.
+  const phaseRounds = Math.min(10, n);
+  for (let i = 0; i < phaseRounds; i++) {
+    const b = await box();
+    const input = state(b, ANNOTATION);
+    runHook('createRuntime', input, debugConfig);
+    runHook('poststop', input, debugConfig);
+    removeCgroup(b.cgroup);
+  }
+  const phases: Record<string, Record<string, number[]>> = {};
+  for (const line of readFileSync(join(host.dir, 'debug.log'), 'utf8').split('\n')) {
+    if (!line.includes('"phases"')) continue;
+    const e = JSON.parse(line);
+    const by = (phases[e.stage] ??= {});
+    for (const [k, v] of Object.entries(e.phases as Record<string, number>)) (by[k] ??= []).push(v);
+  }
+  const phaseRows = [['stage', 'phase', 'median ms', 'IQR ms']];
+  for (const [stage, by] of Object.entries(phases))
+    for (const [k, v] of Object.entries(by)) {
+      const s = stats(v);
+      phaseRows.push([stage, k, s.median.toFixed(1), `${s.q1.toFixed(1)}-${s.q3.toFixed(1)}`]);
+    }
+
+  writeReport({
+    name: 'hook-latency',
+    title: 'Hook latency',
+    method:
+      `Wall time of \`node dist/taskwire-hook.js <stage>\` (empty environment, OCI state on stdin) for a container with ` +
+      `\`io.taskwire.ip-per-task=auto\` in a fresh cgroup with a process, against \`node -e 0\` (same Node binary), ` +
+      `${n} interleaved rounds. Private bpffs; run dir on ${host.runTmpfs ? 'a tmpfs (as /run is)' : 'disk'}; log level info. ` +
+      `Ratios are per round, summarised by median and IQR.`,
+    ratios: [
+      ratio('hook createRuntime / node -e 0', samples['hook createRuntime'], base, 'ms', { op: '<=', value: 1.3 }),
+      ratio('hook poststop / node -e 0', samples['hook poststop'], base, 'ms', { op: '<=', value: 1.3 }),
+      ratio('hook createRuntime without annotations / node -e 0', samples['hook createRuntime, no annotations'], base, 'ms'),
+    ],
+    tables: phaseRows.length > 1 ? [{ title: `Where the hook's time goes (median of ${phaseRounds} extra rounds at log level debug; "node+bundle" is process start to the first line of the hook)`, rows: phaseRows }] : [],
+    samples,
+    extra: { runDirTmpfs: host.runTmpfs, phases },
+  });
+}
+
+runBench(main);
