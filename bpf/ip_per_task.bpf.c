@@ -12,11 +12,10 @@
  * but the host's is someone else's business (netns wiring) and is left untouched.
  */
 #include "taskwire.h"
+#include "task_addr.h"
 #include "ip_per_task.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-const volatile struct tw_ipt_config tw_ipt_cfg = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -25,35 +24,27 @@ struct {
 	__type(value, struct tw_ipt_bind);
 } tw_ipt_binds SEC(".maps");
 
-static __always_inline int in_host_netns(void *ctx)
-{
-	return tw_ipt_cfg.host_netns_cookie == 0 || bpf_get_netns_cookie(ctx) == tw_ipt_cfg.host_netns_cookie;
-}
-
-static __always_inline int have_ip6(void) { return tw_ipt_cfg.flags & TW_IPT_HAVE_IP6; }
-static __always_inline int have_ip4(void) { return tw_ipt_cfg.flags & TW_IPT_HAVE_IP4; }
-
 SEC("cgroup/bind6")
 int tw_ipt_bind6(struct bpf_sock_addr *ctx)
 {
-	if (!have_ip6() || !in_host_netns(ctx))
+	if (!tw_task_have_ip6() || !tw_task_in_host_netns(ctx))
 		return TW_ALLOW;
 	if (ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2] | ctx->user_ip6[3])
 		return TW_ALLOW;
-	ctx->user_ip6[0] = tw_ipt_cfg.ip6[0];
-	ctx->user_ip6[1] = tw_ipt_cfg.ip6[1];
-	ctx->user_ip6[2] = tw_ipt_cfg.ip6[2];
-	ctx->user_ip6[3] = tw_ipt_cfg.ip6[3];
+	ctx->user_ip6[0] = tw_task.ip6[0];
+	ctx->user_ip6[1] = tw_task.ip6[1];
+	ctx->user_ip6[2] = tw_task.ip6[2];
+	ctx->user_ip6[3] = tw_task.ip6[3];
 	return TW_ALLOW;
 }
 
 SEC("cgroup/bind4")
 int tw_ipt_bind4(struct bpf_sock_addr *ctx)
 {
-	if (!have_ip4() || !in_host_netns(ctx))
+	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx))
 		return TW_ALLOW;
 	if (ctx->user_ip4 == 0)
-		ctx->user_ip4 = tw_ipt_cfg.ip4;
+		ctx->user_ip4 = tw_task.ip4;
 	return TW_ALLOW;
 }
 
@@ -63,21 +54,21 @@ int tw_ipt_connect6(struct bpf_sock_addr *ctx)
 	struct sockaddr_in6 sa = { .sin6_family = AF_INET6 };
 	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
 
-	if (!in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3))
+	if (!tw_task_in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3))
 		return TW_ALLOW;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
 		/* A dual-stack socket reaching IPv4: its source is the v4-mapped task IPv4. */
-		if (!have_ip4() || tw_ip4_is_loopback(w3))
+		if (!tw_task_have_ip4() || tw_ip4_is_loopback(w3))
 			return TW_ALLOW;
 		sa.sin6_addr.in6_u.u6_addr32[2] = bpf_htonl(0xffff);
-		sa.sin6_addr.in6_u.u6_addr32[3] = tw_ipt_cfg.ip4;
+		sa.sin6_addr.in6_u.u6_addr32[3] = tw_task.ip4;
 	} else {
-		if (!have_ip6())
+		if (!tw_task_have_ip6())
 			return TW_ALLOW;
-		sa.sin6_addr.in6_u.u6_addr32[0] = tw_ipt_cfg.ip6[0];
-		sa.sin6_addr.in6_u.u6_addr32[1] = tw_ipt_cfg.ip6[1];
-		sa.sin6_addr.in6_u.u6_addr32[2] = tw_ipt_cfg.ip6[2];
-		sa.sin6_addr.in6_u.u6_addr32[3] = tw_ipt_cfg.ip6[3];
+		sa.sin6_addr.in6_u.u6_addr32[0] = tw_task.ip6[0];
+		sa.sin6_addr.in6_u.u6_addr32[1] = tw_task.ip6[1];
+		sa.sin6_addr.in6_u.u6_addr32[2] = tw_task.ip6[2];
+		sa.sin6_addr.in6_u.u6_addr32[3] = tw_task.ip6[3];
 	}
 	/* Fails with EINVAL on a socket that is already bound: the application chose, keep it. */
 	bpf_bind(ctx, (struct sockaddr *)&sa, sizeof(sa));
@@ -89,9 +80,9 @@ int tw_ipt_connect4(struct bpf_sock_addr *ctx)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 
-	if (!have_ip4() || !in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
+	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
 		return TW_ALLOW;
-	sa.sin_addr.s_addr = tw_ipt_cfg.ip4;
+	sa.sin_addr.s_addr = tw_task.ip4;
 	bpf_bind(ctx, (struct sockaddr *)&sa, sizeof(sa));
 	return TW_ALLOW;
 }
@@ -103,24 +94,24 @@ int tw_ipt_sendmsg6(struct bpf_sock_addr *ctx)
 
 	/* v4-mapped destinations go through udp_sendmsg and so through sendmsg4 below; setting a
 	 * v4-mapped source here would fail with ENOTSUPP. */
-	if (!have_ip6() || !in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3) || tw_ip6_is_v4mapped(w0, w1, w2))
+	if (!tw_task_have_ip6() || !tw_task_in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3) || tw_ip6_is_v4mapped(w0, w1, w2))
 		return TW_ALLOW;
 	if (ctx->msg_src_ip6[0] | ctx->msg_src_ip6[1] | ctx->msg_src_ip6[2] | ctx->msg_src_ip6[3])
 		return TW_ALLOW;
-	ctx->msg_src_ip6[0] = tw_ipt_cfg.ip6[0];
-	ctx->msg_src_ip6[1] = tw_ipt_cfg.ip6[1];
-	ctx->msg_src_ip6[2] = tw_ipt_cfg.ip6[2];
-	ctx->msg_src_ip6[3] = tw_ipt_cfg.ip6[3];
+	ctx->msg_src_ip6[0] = tw_task.ip6[0];
+	ctx->msg_src_ip6[1] = tw_task.ip6[1];
+	ctx->msg_src_ip6[2] = tw_task.ip6[2];
+	ctx->msg_src_ip6[3] = tw_task.ip6[3];
 	return TW_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int tw_ipt_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	if (!have_ip4() || !in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
+	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
 		return TW_ALLOW;
 	if (ctx->msg_src_ip4 == 0)
-		ctx->msg_src_ip4 = tw_ipt_cfg.ip4;
+		ctx->msg_src_ip4 = tw_task.ip4;
 	return TW_ALLOW;
 }
 
@@ -133,7 +124,7 @@ static __always_inline int record_bind(struct bpf_sock *sk, int family)
 	};
 	__u64 cookie;
 
-	if (!in_host_netns(sk))
+	if (!tw_task_in_host_netns(sk))
 		return TW_ALLOW;
 	if (family == AF_INET6) {
 		b.addr[0] = sk->src_ip6[0];

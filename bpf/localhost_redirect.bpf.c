@@ -24,7 +24,7 @@
  *    not see UDP at all; a table would need post_bind + sock_release as well).
  *  - it sees sockets that existed before the programs were attached.
  * The lookup (BPF_F_CURRENT_NETNS) searches the netns of the connecting socket, which is the
- * host's: sockets in another netns are skipped by in_host_netns() before any lookup. A match
+ * host's: sockets in another netns are skipped by tw_task_in_host_netns() before any lookup. A match
  * must be bound exactly to task IP:P; a host wildcard listener that the lookup also finds is
  * not the task's and is left to plain loopback.
  *
@@ -38,6 +38,7 @@
  * test/integration/localhost-redirect.test.ts checks the source the server sees.
  */
 #include "taskwire.h"
+#include "task_addr.h"
 #include "localhost_redirect.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -52,14 +53,6 @@ struct {
 	__type(key, int);
 	__type(value, struct tw_lr_orig);
 } tw_lr_orig SEC(".maps");
-
-static __always_inline int in_host_netns(void *ctx)
-{
-	return tw_lr_cfg.host_netns_cookie == 0 || bpf_get_netns_cookie(ctx) == tw_lr_cfg.host_netns_cookie;
-}
-
-static __always_inline int have_ip6(void) { return tw_lr_cfg.flags & TW_LR_HAVE_IP6; }
-static __always_inline int have_ip4(void) { return tw_lr_cfg.flags & TW_LR_HAVE_IP4; }
 
 /* True when the found socket is the task's own server on exactly that address and port. */
 static __always_inline int is_task_server(struct bpf_sock *sk, int tcp, __u16 port)
@@ -81,12 +74,12 @@ static __always_inline int task_has4(struct bpf_sock_addr *ctx, int tcp, __u16 p
 	struct bpf_sock *sk;
 	int found;
 
-	t.ipv4.daddr = tw_lr_cfg.ip4;
+	t.ipv4.daddr = tw_task.ip4;
 	t.ipv4.dport = port_be;
 	sk = lookup(ctx, &t, sizeof(t.ipv4), tcp);
 	if (!sk)
 		return 0;
-	found = sk->src_ip4 == tw_lr_cfg.ip4 && is_task_server(sk, tcp, bpf_ntohs(port_be));
+	found = sk->src_ip4 == tw_task.ip4 && is_task_server(sk, tcp, bpf_ntohs(port_be));
 	bpf_sk_release(sk);
 	return found;
 }
@@ -97,16 +90,16 @@ static __always_inline int task_has6(struct bpf_sock_addr *ctx, int tcp, __u16 p
 	struct bpf_sock *sk;
 	int found;
 
-	t.ipv6.daddr[0] = tw_lr_cfg.ip6[0];
-	t.ipv6.daddr[1] = tw_lr_cfg.ip6[1];
-	t.ipv6.daddr[2] = tw_lr_cfg.ip6[2];
-	t.ipv6.daddr[3] = tw_lr_cfg.ip6[3];
+	t.ipv6.daddr[0] = tw_task.ip6[0];
+	t.ipv6.daddr[1] = tw_task.ip6[1];
+	t.ipv6.daddr[2] = tw_task.ip6[2];
+	t.ipv6.daddr[3] = tw_task.ip6[3];
 	t.ipv6.dport = port_be;
 	sk = lookup(ctx, &t, sizeof(t.ipv6), tcp);
 	if (!sk)
 		return 0;
-	found = sk->src_ip6[0] == tw_lr_cfg.ip6[0] && sk->src_ip6[1] == tw_lr_cfg.ip6[1] &&
-		sk->src_ip6[2] == tw_lr_cfg.ip6[2] && sk->src_ip6[3] == tw_lr_cfg.ip6[3] &&
+	found = sk->src_ip6[0] == tw_task.ip6[0] && sk->src_ip6[1] == tw_task.ip6[1] &&
+		sk->src_ip6[2] == tw_task.ip6[2] && sk->src_ip6[3] == tw_task.ip6[3] &&
 		is_task_server(sk, tcp, bpf_ntohs(port_be));
 	bpf_sk_release(sk);
 	return found;
@@ -131,7 +124,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx)
 	__u32 dst = ctx->user_ip4;
 	struct tw_lr_orig *o;
 
-	if (!have_ip4() || !in_host_netns(ctx) || !tw_ip4_is_loopback(dst))
+	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || !tw_ip4_is_loopback(dst))
 		return TW_ALLOW;
 	if (!task_has4(ctx, ctx->protocol == IPPROTO_TCP, (__u16)ctx->user_port))
 		return not_ours();
@@ -140,7 +133,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx)
 		o->ip4 = dst;
 		o->flags |= TW_LR_ORIG_IP4;
 	}
-	ctx->user_ip4 = tw_lr_cfg.ip4;
+	ctx->user_ip4 = tw_task.ip4;
 	return TW_ALLOW;
 }
 
@@ -151,11 +144,11 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 	__u16 port = (__u16)ctx->user_port;
 	struct tw_lr_orig *o;
 
-	if (!in_host_netns(ctx))
+	if (!tw_task_in_host_netns(ctx))
 		return TW_ALLOW;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
 		/* A dual-stack socket reaching IPv4 loopback: its server is the task's IPv4 one. */
-		if (!have_ip4() || !tw_ip4_is_loopback(w3))
+		if (!tw_task_have_ip4() || !tw_ip4_is_loopback(w3))
 			return TW_ALLOW;
 		if (!task_has4(ctx, tcp, port))
 			return not_ours();
@@ -164,10 +157,10 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 			o->ip4 = w3;
 			o->flags |= TW_LR_ORIG_IP4;
 		}
-		ctx->user_ip6[3] = tw_lr_cfg.ip4;
+		ctx->user_ip6[3] = tw_task.ip4;
 		return TW_ALLOW;
 	}
-	if (!have_ip6() || !tw_ip6_is_loopback(w0, w1, w2, w3))
+	if (!tw_task_have_ip6() || !tw_ip6_is_loopback(w0, w1, w2, w3))
 		return TW_ALLOW;
 	if (!task_has6(ctx, tcp, port))
 		return not_ours();
@@ -179,10 +172,10 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 		o->ip6[3] = w3;
 		o->flags |= TW_LR_ORIG_IP6;
 	}
-	ctx->user_ip6[0] = tw_lr_cfg.ip6[0];
-	ctx->user_ip6[1] = tw_lr_cfg.ip6[1];
-	ctx->user_ip6[2] = tw_lr_cfg.ip6[2];
-	ctx->user_ip6[3] = tw_lr_cfg.ip6[3];
+	ctx->user_ip6[0] = tw_task.ip6[0];
+	ctx->user_ip6[1] = tw_task.ip6[1];
+	ctx->user_ip6[2] = tw_task.ip6[2];
+	ctx->user_ip6[3] = tw_task.ip6[3];
 	return TW_ALLOW;
 }
 
@@ -220,13 +213,13 @@ static __always_inline void translate6(struct bpf_sock_addr *ctx)
 	if (!o)
 		return;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
-		if ((o->flags & TW_LR_ORIG_IP4) && have_ip4() && w3 == tw_lr_cfg.ip4)
+		if ((o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4() && w3 == tw_task.ip4)
 			ctx->user_ip6[3] = o->ip4;
 		return;
 	}
-	if (!(o->flags & TW_LR_ORIG_IP6) || !have_ip6())
+	if (!(o->flags & TW_LR_ORIG_IP6) || !tw_task_have_ip6())
 		return;
-	if (w0 != tw_lr_cfg.ip6[0] || w1 != tw_lr_cfg.ip6[1] || w2 != tw_lr_cfg.ip6[2] || w3 != tw_lr_cfg.ip6[3])
+	if (w0 != tw_task.ip6[0] || w1 != tw_task.ip6[1] || w2 != tw_task.ip6[2] || w3 != tw_task.ip6[3])
 		return;
 	ctx->user_ip6[0] = o->ip6[0];
 	ctx->user_ip6[1] = o->ip6[1];
@@ -238,7 +231,7 @@ static __always_inline void translate4(struct bpf_sock_addr *ctx)
 {
 	struct tw_lr_orig *o = bpf_sk_storage_get(&tw_lr_orig, ctx->sk, 0, 0);
 
-	if (o && (o->flags & TW_LR_ORIG_IP4) && have_ip4() && ctx->user_ip4 == tw_lr_cfg.ip4)
+	if (o && (o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4() && ctx->user_ip4 == tw_task.ip4)
 		ctx->user_ip4 = o->ip4;
 }
 

@@ -94,6 +94,11 @@ function parseHookArgs(argv: string[]): { positionals: string[]; config?: string
   return out;
 }
 
+/** Tells scripts/hook-launcher.js that this run went through real work: its code cache is worth keeping. */
+function markWorkDone(): void {
+  (globalThis as { taskwireHookDidWork?: boolean }).taskwireHookDidWork = true;
+}
+
 export async function runHook(argv: string[], io: HookIo): Promise<number> {
   const clock = phaseClock();
   let parsed;
@@ -138,6 +143,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       try {
         const { destroyContainer } = await import('./pipeline');
         const r = destroyContainer(layout, state.id, log);
+        markWorkDone();
         clock.mark('destroy');
         log.debug({ phases: clock.phases }, 'timing');
         log.info({ found: r.found, left: r.errors.length, ms: Date.now() - started }, 'poststop done');
@@ -172,6 +178,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       const container = resolveContainer(state);
       clock.mark('select plugins');
       const rec = createContainer({ container, host, log, selected, stage, deadline: started + host.hookTimeoutMs });
+      markWorkDone();
       clock.mark('create');
       log.debug({ phases: clock.phases }, 'timing');
       log.info({ plugins: rec.plugins.map((p) => p.name), ms: Date.now() - started }, 'container ready');

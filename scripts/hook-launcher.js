@@ -27,20 +27,33 @@ const stage = /^(createRuntime|prestart|poststop)$/.test(process.argv[2] || '') 
 
 const st = fs.statSync(bundle);
 const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${Math.floor(st.mtimeMs)}`;
-const cacheFile = path.join(cacheDir, `${version}-${stage}`);
+// A run that did real work (attach, detach) compiles far more than one that found nothing to do;
+// its cache ("deep") is preferred, and replaces a shallow one as soon as a deep run happens, so
+// a first poststop for an unknown container does not leave every later run half-cached. The
+// hook says it did work through globalThis.taskwireHookDidWork (lib/hook.ts).
+const cacheFor = (depth) => path.join(cacheDir, `${version}-${stage}-${depth}`);
 // A shebang is not JavaScript once the source is wrapped in a function.
 const source = Module.wrap(fs.readFileSync(bundle, 'utf8').replace(/^#!/, '//'));
 
 let cachedData;
-try {
-  cachedData = fs.readFileSync(cacheFile);
-} catch {
-  // first run of this stage with this bundle
+let cachedDepth = null;
+for (const depth of ['deep', 'shallow']) {
+  try {
+    cachedData = fs.readFileSync(cacheFor(depth));
+    cachedDepth = depth;
+    break;
+  } catch {
+    // not made yet for this stage and bundle
+  }
 }
 const script = new vm.Script(source, { filename: bundle, cachedData });
+if (script.cachedDataRejected) cachedDepth = null;
 
-if (!cachedData || script.cachedDataRejected) {
+if (cachedDepth !== 'deep') {
   process.once('exit', () => {
+    const depth = globalThis.taskwireHookDidWork ? 'deep' : 'shallow';
+    if (depth === cachedDepth) return;
+    const cacheFile = cacheFor(depth);
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       for (const f of fs.readdirSync(cacheDir)) if (!f.startsWith(version)) fs.rmSync(path.join(cacheDir, f), { force: true, recursive: true });

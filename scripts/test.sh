@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up a bare machine (scripts/setup.sh) and runs every test: type check, unit, then the
-# privileged suites (real kernel, runc, podman) one file at a time. With CI=true a privileged
-# suite that cannot run fails instead of skipping.
+# Sets up a bare machine (scripts/setup.sh) and runs every test: type check, unit, the privileged
+# suites (real kernel, runc, podman), then the kernel matrix (Debian 6.1 and 6.12 under qemu, plus
+# the host; test/vm/README.md). With CI=true a privileged suite that cannot run fails instead of
+# skipping, and the kernel matrix always runs; elsewhere TASKWIRE_SKIP_VM=1 leaves it out.
+# Extra arguments go to jest (e.g. scripts/test.sh test/unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,3 +12,7 @@ echo "== type check" >&2
 node node_modules/typescript/bin/tsc --noEmit -p .
 echo "== tests" >&2
 node node_modules/jest/bin/jest.js --ci --runInBand "$@"
+if [ $# -eq 0 ] && { [ "${CI:-}" = true ] || [ "${TASKWIRE_SKIP_VM:-0}" != 1 ]; }; then
+  echo "== kernel matrix" >&2
+  make -s vm-matrix
+fi

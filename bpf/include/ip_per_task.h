@@ -7,17 +7,6 @@
 
 #include <linux/types.h>
 
-#define TW_IPT_HAVE_IP6 (1u << 0)
-#define TW_IPT_HAVE_IP4 (1u << 1)
-
-/* Set once before load, as the .rodata constant tw_ipt_cfg. */
-struct tw_ipt_config {
-	__u32 ip6[4];             /* task IPv6, network byte order; valid with TW_IPT_HAVE_IP6 */
-	__u32 ip4;                /* task IPv4, network byte order; valid with TW_IPT_HAVE_IP4 */
-	__u32 flags;              /* TW_IPT_HAVE_* */
-	__u64 host_netns_cookie;  /* sockets in any other netns are left alone; 0 = no check */
-};
-
 /* Value of the pinned hash map tw_ipt_binds, keyed by socket cookie (__u64): one entry per
  * bound socket of the task, added at post_bind, removed at sock_release. */
 struct tw_ipt_bind {

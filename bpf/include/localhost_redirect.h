@@ -8,18 +8,13 @@
 
 #include <linux/types.h>
 
-#define TW_LR_HAVE_IP6     (1u << 0)
-#define TW_LR_HAVE_IP4     (1u << 1)
 /* A loopback connect/send with no task socket behind it fails with ECONNREFUSED instead of
  * reaching the host's own loopback services. */
 #define TW_LR_REFUSE_HOST  (1u << 2)
 
 /* Set once before load, as the .rodata constant tw_lr_cfg. */
 struct tw_lr_config {
-	__u32 ip6[4];             /* task IPv6 (from ip-per-task), network byte order; valid with TW_LR_HAVE_IP6 */
-	__u32 ip4;                /* task IPv4, network byte order; valid with TW_LR_HAVE_IP4 */
-	__u32 flags;              /* TW_LR_* */
-	__u64 host_netns_cookie;  /* sockets in any other netns are left alone; 0 = no check */
+	__u32 flags;              /* TW_LR_REFUSE_HOST */
 };
 
 #define TW_LR_ORIG_IP6 (1u << 0)

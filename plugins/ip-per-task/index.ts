@@ -12,9 +12,9 @@
 import { ConfigError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
-import { ip4Word, ip6Words } from '../../lib/net/addr';
+import { taskAddrConstant } from '../../lib/bpf/task-addr';
 import { AddressRequest, claimAddresses, resolveAddressRequest } from '../../lib/net/task-address';
-import { BINDS_MAP, HAVE_IP4, HAVE_IP6, iptConfig } from './codec';
+import { BINDS_MAP } from './codec';
 
 export interface IptHostSection {
   enabled: boolean;
@@ -59,7 +59,6 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
   attach(ctx, req) {
     const device = ctx.section.device ?? 'lo';
     const { addAddress } = require('../../lib/net/netlink') as typeof import('../../lib/net/netlink');
-    const { currentNetnsCookie } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
     const hostPrefix = (family: number) => (family === 6 ? 128 : 32);
     const addrs = claimAddresses(ctx, req, ctx.section.pool ?? 'default', device, {
       resource: (address, family) => ({ kind: 'address', device, address, prefixLen: hostPrefix(family) }),
@@ -67,17 +66,7 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     });
 
     const obj = ctx.loadIntoCgroup('ip_per_task', {
-      rodata: {
-        tw_ipt_cfg: {
-          codec: iptConfig,
-          value: {
-            ip6: addrs.ip6 ? ip6Words(addrs.ip6) : [0, 0, 0, 0],
-            ip4: addrs.ip4 ? ip4Word(addrs.ip4) : 0,
-            flags: (addrs.ip6 ? HAVE_IP6 : 0) | (addrs.ip4 ? HAVE_IP4 : 0),
-            host_netns_cookie: currentNetnsCookie(),
-          },
-        },
-      },
+      rodata: taskAddrConstant(addrs),
       pinMaps: [BINDS_MAP],
     });
     return { ...addrs, device, programs: obj.programs().map((p) => p.name) };

@@ -12,8 +12,8 @@
 import { ConfigError, TaskwireError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
-import { ip4Word, ip6Words } from '../../lib/net/addr';
-import { HAVE_IP4, HAVE_IP6, lrConfig, REFUSE_HOST } from './codec';
+import { taskAddrConstant } from '../../lib/bpf/task-addr';
+import { lrConfig, REFUSE_HOST } from './codec';
 
 export type HostLoopback = 'allow' | 'refuse';
 
@@ -71,18 +71,10 @@ export default definePlugin<LrConfig, LrHostSection, LrSummary>({
   attach(ctx, cfg) {
     const ipt = ctx.outputs.get('ip-per-task') as IptOutput | undefined;
     if (!ipt || (!ipt.ip6 && !ipt.ip4)) throw new TaskwireError('SYSTEM', 'localhost-redirect: ip-per-task gave this container no address');
-    const { currentNetnsCookie } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
     const obj = ctx.loadIntoCgroup('localhost_redirect', {
       rodata: {
-        tw_lr_cfg: {
-          codec: lrConfig,
-          value: {
-            ip6: ipt.ip6 ? ip6Words(ipt.ip6) : [0, 0, 0, 0],
-            ip4: ipt.ip4 ? ip4Word(ipt.ip4) : 0,
-            flags: (ipt.ip6 ? HAVE_IP6 : 0) | (ipt.ip4 ? HAVE_IP4 : 0) | (cfg.hostLoopback === 'refuse' ? REFUSE_HOST : 0),
-            host_netns_cookie: currentNetnsCookie(),
-          },
-        },
+        ...taskAddrConstant(ipt),
+        tw_lr_cfg: { codec: lrConfig, value: { flags: cfg.hostLoopback === 'refuse' ? REFUSE_HOST : 0 } },
       },
     });
     const redirects: Record<string, string> = {};

@@ -5,6 +5,7 @@ import type { HostConfig } from '../../lib/host/config';
 import { validate } from '../../lib/schema';
 import { parseLr } from '../../plugins/localhost-redirect';
 import { lrConfig, lrOrig } from '../../plugins/localhost-redirect/codec';
+import { taskAddrConstant, TASK_HAVE_IP4, TASK_HAVE_IP6 } from '../../lib/bpf/task-addr';
 
 const example = JSON.parse(readFileSync(join(__dirname, '../../oci-config/config.example.json'), 'utf8'));
 const host = (lr: Record<string, unknown> = { enabled: true }): HostConfig => ({
@@ -61,11 +62,15 @@ describe('localhost-redirect annotation', () => {
     expect(validate('taskwire:localhost-redirect/host', example.plugins['localhost-redirect'], 'x')).toEqual({ enabled: true, hostLoopback: 'allow' });
   });
 
-  test('the rodata config encodes addresses word by word in network order', () => {
-    const b = lrConfig.encode({ ip6: [0x00fd, 0, 0, 0x01000000], ip4: 0x0101000a, flags: 7, host_netns_cookie: 5n });
+  test('the task address constant is written word by word in network order', () => {
+    const { tw_task } = taskAddrConstant({ ip6: 'fd00::1', ip4: '10.0.1.1' });
+    const b = tw_task.codec.encode(tw_task.value);
     expect(b.subarray(0, 2)).toEqual(Buffer.from([0xfd, 0x00]));
+    expect(b.subarray(12, 16)).toEqual(Buffer.from([0, 0, 0, 1]));
     expect(b.subarray(16, 20)).toEqual(Buffer.from([10, 0, 1, 1]));
+    expect(b.readUInt32LE(20)).toBe(TASK_HAVE_IP6 | TASK_HAVE_IP4);
     expect(b.length).toBe(32);
+    expect(lrConfig.size).toBe(4);
     expect(lrOrig.size).toBe(24);
   });
 });
