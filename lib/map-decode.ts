@@ -23,8 +23,9 @@ const INT_SIGNED = 1;
 const INT_CHAR = 2;
 const INT_BOOL = 4;
 
-// Map types whose values cannot be read by key (or are not data): listed, not dumped.
-const NOT_DUMPABLE: Record<number, string> = { 4: 'perf event array', 27: 'ring buffer', 31: 'user ring buffer', 3: 'program array', 22: 'queue', 23: 'stack', 30: 'bloom filter' };
+// Map types whose entries get_next_key cannot list: event channels, and the local storages, whose
+// values live on each socket/inode/task/cgroup rather than in the map.
+const NOT_DUMPABLE: Record<number, string> = { 4: 'perf event array', 27: 'ring buffer', 31: 'user ring buffer', 3: 'program array', 22: 'queue', 23: 'stack', 30: 'bloom filter', 24: 'socket-local storage', 28: 'inode-local storage', 29: 'task-local storage', 32: 'cgroup-local storage' };
 const PER_CPU = new Set([5, 6, 10, 21]);
 
 export type Decoded = number | bigint | string | boolean | null | Decoded[] | { [k: string]: Decoded };

@@ -340,8 +340,13 @@ now() { date +%s.%N; }
 strip_ansi() { sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-record() { # label result seconds
-  RESULTS+=("$1|$2|$3")
+# A command may print "matrix: key=value ..." lines; the last one becomes extra table columns.
+COLS=()
+record() { # label result seconds [output file]
+  local m="" kv
+  [ -n "${4:-}" ] && [ -f "$4" ] && m=$(strip_ansi < "$4" | tr -d '\r' | sed -n 's/^matrix: *//p' | tail -1)
+  for kv in $m; do [[ " ${COLS[*]} " == *" ${kv%%=*} "* ]] || COLS+=("${kv%%=*}"); done
+  RESULTS+=("$1|$2|$3|$m")
   [ "$2" = pass ] || FAILED=1
 }
 
@@ -357,9 +362,9 @@ run_host() {
   RUN_PGID=""
   sed 's/^/[host] /' "$out"
   case $rc in
-    0) record "host ($(uname -r))" pass "$(elapsed "$t0" "$(now)")" ;;
-    124|137) record "host ($(uname -r))" timeout "$(elapsed "$t0" "$(now)")" ;;
-    *) record "host ($(uname -r))" "fail($rc)" "$(elapsed "$t0" "$(now)")" ;;
+    0) record "host ($(uname -r))" pass "$(elapsed "$t0" "$(now)")" "$out" ;;
+    124|137) record "host ($(uname -r))" timeout "$(elapsed "$t0" "$(now)")" "$out" ;;
+    *) record "host ($(uname -r))" "fail($rc)" "$(elapsed "$t0" "$(now)")" "$out" ;;
   esac
 }
 
@@ -391,13 +396,13 @@ run_vm() { # label release
   fi
   st=$(cat "$out/status" 2>/dev/null || true)
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    record "$label ($rel)" timeout "$secs"
+    record "$label ($rel)" timeout "$secs" "$out/output"
   elif [ "$st" = 0 ]; then
-    record "$label ($rel)" pass "$secs"
+    record "$label ($rel)" pass "$secs" "$out/output"
   elif [ -n "$st" ]; then
-    record "$label ($rel)" "fail($st)" "$secs"
+    record "$label ($rel)" "fail($st)" "$secs" "$out/output"
   else
-    record "$label ($rel)" "fail(no status)" "$secs"
+    record "$label ($rel)" "fail(no status)" "$secs" "$out/output"
   fi
   if [ "$st" != 0 ] && [ "$VERBOSE" != 1 ]; then
     echo "---- last lines of the serial console ($label)"; strip_ansi < "$con" 2>/dev/null | tail -n 40 || true
@@ -426,10 +431,22 @@ for k in $KERNELS; do
   if [ "$k" = host ]; then run_host; else run_vm "$k" "${REL[$k]}"; fi
 done
 
-printf '\n%-34s | %-16s | %s\n' kernel result seconds
-printf '%s\n' "-----------------------------------+------------------+--------"
+declare -A W=()
+for k in "${COLS[@]}"; do W[$k]=${#k}; done
 for r in "${RESULTS[@]}"; do
-  IFS='|' read -r a b c <<<"$r"
-  printf '%-34s | %-16s | %s\n' "$a" "$b" "$c"
+  IFS='|' read -r a b c m <<<"$r"
+  for kv in $m; do v=${kv#*=}; [ ${#v} -gt "${W[${kv%%=*}]}" ] && W[${kv%%=*}]=${#v}; done
+done
+printf '\n%-34s | %-16s | %-7s' kernel result seconds
+for k in "${COLS[@]}"; do printf ' | %-*s' "${W[$k]}" "$k"; done; echo
+printf '%s' "-----------------------------------+------------------+--------"
+for k in "${COLS[@]}"; do printf -- '-+-%s' "$(printf '%*s' "${W[$k]}" '' | tr ' ' -)"; done; echo
+for r in "${RESULTS[@]}"; do
+  IFS='|' read -r a b c m <<<"$r"
+  declare -A V=()
+  for kv in $m; do V[${kv%%=*}]=${kv#*=}; done
+  printf '%-34s | %-16s | %-7s' "$a" "$b" "$c"
+  for k in "${COLS[@]}"; do printf ' | %-*s' "${W[$k]}" "${V[$k]:--}"; done; echo
+  unset V
 done
 exit "$FAILED"
