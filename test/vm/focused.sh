@@ -161,9 +161,8 @@ echo "B: ip6=$bip6 ip4=$bip4 drop port=$pdrop pass port=$ppass"
 # One python process in B's cgroup. Listeners bound to an explicit address are left alone by
 # ip-per-task, so the twfw pair listens on host6 and a refused connect can only be the policy.
 # Each line it prints is "<plugin> ok|FAIL <what>".
-while read -r plugin verdict what; do
-  if [ "$verdict" = ok ]; then ok "$plugin: $what"; else fail "$plugin: $what" "${col[$plugin]+$plugin}"; fi
-done < <(sh -c "echo \$\$ > $cgb/cgroup.procs && exec $PY - '$bip6' '$bip4' '$host6' $pdrop $ppass" 2>&1 <<'PYEOF'
+# Exactly six verdicts are expected: fewer means the checker itself failed, which is a failure.
+sh -c "echo \$\$ > $cgb/cgroup.procs && exec $PY - '$bip6' '$bip4' '$host6' $pdrop $ppass" > "$work/b-checks" 2>&1 <<'PYEOF'
 import errno, socket, sys
 ip6, ip4, host6, pdrop, ppass = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 def say(plugin, good, what): print(plugin, "ok" if good else "FAIL", what, flush=True)
@@ -199,7 +198,15 @@ try:
 except Exception as e:
     say("ip-per-task", False, f"python check crashed: {e!r}")
 PYEOF
-)
+nv=0
+while read -r plugin verdict what; do
+  case $verdict in
+    ok) ok "$plugin: $what"; nv=$((nv + 1)) ;;
+    FAIL) fail "$plugin: $what" "${col[$plugin]+$plugin}"; nv=$((nv + 1)) ;;
+    *) echo "$plugin $verdict $what" ;;
+  esac
+done < "$work/b-checks"
+[ "$nv" = 6 ] || { fail "B's checker gave $nv of 6 verdicts"; for c in ip-per-task localhost-redirect twfw; do col[$c]=fail; done; }
 # sysctl: a netns of its own, so the allowed write changes nothing outside it.
 # The denial comes at write(2), not open(2): coreutils echo reports the write's errno, sh's builtin does not.
 sc=$(sh -c "echo \$\$ > $cgb/cgroup.procs && exec unshare -n sh -c '

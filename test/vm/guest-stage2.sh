@@ -17,6 +17,9 @@ trap off EXIT
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
 ln -sf pts/ptmx /dev/ptmx 2>/dev/null
+# devtmpfs has no /dev/fd: without it bash's process substitution <(...) fails.
+ln -sfn /proc/self/fd /dev/fd 2>/dev/null
+for i in 0:stdin 1:stdout 2:stderr; do ln -sfn "/proc/self/fd/${i%%:*}" "/dev/${i#*:}" 2>/dev/null; done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mount -t bpf -o mode=0700 bpf /sys/fs/bpf
