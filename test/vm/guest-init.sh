@@ -33,7 +33,8 @@ mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+# /tmp stays the host's (seen through the overlay, written to its tmpfs upper): a checkout
+# under /tmp, as CI's fresh clone may be, must be visible to the guest.
 mkdir -p /newroot/run/taskwire-vm
 mount -t 9p -o "$P9" twout /newroot/run/taskwire-vm || fail "cannot mount the twout 9p share"
 [ -x /newroot/bin/bash ] || fail "no /bin/bash on the host root"
