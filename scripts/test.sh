@@ -11,7 +11,13 @@ export PATH="$(pwd)/.tools/bin:$PATH"
 echo "== type check" >&2
 node node_modules/typescript/bin/tsc --noEmit -p .
 echo "== tests" >&2
-node node_modules/jest/bin/jest.js --ci --runInBand "$@"
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
+status=0
+node node_modules/jest/bin/jest.js --ci --runInBand --json --outputFile="$summary" "$@" || status=$?
+# The plain closing line CI reads, whatever the runner prints.
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' "$summary" || true
+[ "$status" = 0 ] || exit "$status"
 if [ $# -eq 0 ] && { [ "${CI:-}" = true ] || [ "${TASKWIRE_SKIP_VM:-0}" != 1 ]; }; then
   echo "== kernel matrix" >&2
   make -s vm-matrix
