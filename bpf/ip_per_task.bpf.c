@@ -31,10 +31,7 @@ int tw_ipt_bind6(struct bpf_sock_addr *ctx)
 		return TW_ALLOW;
 	if (ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2] | ctx->user_ip6[3])
 		return TW_ALLOW;
-	ctx->user_ip6[0] = tw_task.ip6[0];
-	ctx->user_ip6[1] = tw_task.ip6[1];
-	ctx->user_ip6[2] = tw_task.ip6[2];
-	ctx->user_ip6[3] = tw_task.ip6[3];
+	TW_TASK_STORE_IP6(ctx->user_ip6);
 	return TW_ALLOW;
 }
 
@@ -98,10 +95,7 @@ int tw_ipt_sendmsg6(struct bpf_sock_addr *ctx)
 		return TW_ALLOW;
 	if (ctx->msg_src_ip6[0] | ctx->msg_src_ip6[1] | ctx->msg_src_ip6[2] | ctx->msg_src_ip6[3])
 		return TW_ALLOW;
-	ctx->msg_src_ip6[0] = tw_task.ip6[0];
-	ctx->msg_src_ip6[1] = tw_task.ip6[1];
-	ctx->msg_src_ip6[2] = tw_task.ip6[2];
-	ctx->msg_src_ip6[3] = tw_task.ip6[3];
+	TW_TASK_STORE_IP6(ctx->msg_src_ip6);
 	return TW_ALLOW;
 }
 

@@ -172,10 +172,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 		o->ip6[3] = w3;
 		o->flags |= TW_LR_ORIG_IP6;
 	}
-	ctx->user_ip6[0] = tw_task.ip6[0];
-	ctx->user_ip6[1] = tw_task.ip6[1];
-	ctx->user_ip6[2] = tw_task.ip6[2];
-	ctx->user_ip6[3] = tw_task.ip6[3];
+	TW_TASK_STORE_IP6(ctx->user_ip6);
 	return TW_ALLOW;
 }
 

@@ -31,6 +31,15 @@ static __always_inline int tw_task_in_host_netns(void *ctx)
 
 static __always_inline int tw_task_have_ip6(void) { return tw_task.flags & TW_TASK_HAVE_IP6; }
 static __always_inline int tw_task_have_ip4(void) { return tw_task.flags & TW_TASK_HAVE_IP4; }
+
+/* Word stores, one per ctx field element: the verifier refuses wider or narrower ctx writes. */
+#define TW_TASK_STORE_IP6(dst)                  \
+	do {                                    \
+		(dst)[0] = tw_task.ip6[0];      \
+		(dst)[1] = tw_task.ip6[1];      \
+		(dst)[2] = tw_task.ip6[2];      \
+		(dst)[3] = tw_task.ip6[3];      \
+	} while (0)
 #endif
 
 #endif
