@@ -30,6 +30,9 @@ export interface IptSummary extends Record<string, unknown> {
   programs: string[];
 }
 
+const V4_ONLY_PROGRAMS = ['tw_ipt_bind4', 'tw_ipt_connect4', 'tw_ipt_sendmsg4'];
+const V6_ONLY_PROGRAMS = ['tw_ipt_bind6', 'tw_ipt_sendmsg6'];
+
 function parseValue(value: string): { req: AddressRequest; bareAuto: boolean } {
   const v = value.trim();
   if (v === 'auto') return { req: { ip6: 'auto', ip4: 'auto' }, bareAuto: true };
@@ -65,10 +68,15 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
       create: (address, family) => addAddress(device, address, hostPrefix(family)),
     });
 
+    // A family the task has no address in gets no rewriting programs: every cgroup hook that
+    // exists costs its sockets something (a sendmsg hook takes the socket lock per datagram).
+    // connect6 stays for v4-mapped destinations, post_bind and release for the binds map.
+    const skip = [...(addrs.ip4 ? [] : V4_ONLY_PROGRAMS), ...(addrs.ip6 ? [] : V6_ONLY_PROGRAMS)];
     const obj = ctx.loadIntoCgroup('ip_per_task', {
       rodata: taskAddrConstant(addrs),
       pinMaps: [BINDS_MAP],
+      skipPrograms: skip,
     });
-    return { ...addrs, device, programs: obj.programs().map((p) => p.name) };
+    return { ...addrs, device, programs: obj.programs().map((p) => p.name).filter((n) => !skip.includes(n)) };
   },
 });

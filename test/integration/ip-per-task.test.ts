@@ -80,6 +80,8 @@ describePrivileged('ip-per-task on the real kernel', () => {
   test('IPv6: a TCP client reaching a host listener and unconnected UDP arrive from the task IP', async () => {
     const t = await startIpt(host, JSON.stringify({ ip6: 'auto' }));
     expect(t.ip4).toBeNull();
+    // No IPv4 address, no IPv4 rewriting programs on the cgroup.
+    expect(cgroupPrograms(t.cgroup)).toEqual(['tw_ipt_bind6', 'tw_ipt_connect6', 'tw_ipt_post_bind4', 'tw_ipt_post_bind6', 'tw_ipt_release', 'tw_ipt_sendmsg6']);
     // A host listener on another host address (a second task's IP stands in for a remote peer).
     const other = await startIpt(host, 'auto');
     const hostSrv = actor(null, { op: 'tcp-listen', host: other.ip6, port: 0 });
