@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { startTask } from '../test/helpers/task';
 import { tempCgroup, uniq } from '../test/helpers/kernel';
-import { benchHost, cleanupOnExit, interleave, NODE, onCleanup, ratio, requireRoot, rounds, writeReport } from './lib';
+import { benchHost, interleave, NODE, onCleanup, ratio, rounds, runBench, writeReport } from './lib';
 
 const ROOT = process.env.TW_ROOT ?? join(__dirname, '..');
 const CHILD = join(ROOT, 'test', 'helpers', 'net-child.js');
@@ -44,8 +44,6 @@ async function listen(cgroup: string | null, host: string, extra: Record<string,
 }
 
 async function main(): Promise<void> {
-  requireRoot();
-  cleanupOnExit();
   const host = benchHost();
   const task = await startTask(host, { 'io.taskwire.ip-per-task': 'auto', 'io.taskwire.localhost-redirect': 'true' }, 'tw.bench.lr');
   const taskPort = await listen(task.cgroup, '::', { ipv6Only: true });
@@ -83,7 +81,5 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.stack : err);
-  process.exitCode = 1;
-});
+// runBench exits when main is done: the server children would otherwise keep the process alive.
+runBench(main);

@@ -12,8 +12,10 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "must run as root (installs packages, loads BPF)"; exit 1; }
 
 # --- Debian packages -------------------------------------------------------------------------
+# python3: the kernel matrix's in-guest checks; gcc: the benchmarks' load generators.
+# (qemu and kmod for the matrix are installed by test/vm/run-matrix.sh when it first runs.)
 debs=(clang llvm libbpf-dev libbpf1 linux-libc-dev bpftool runc busybox-static iproute2 iptables
-      podman make ca-certificates util-linux procps netcat-openbsd)
+      podman make ca-certificates util-linux procps netcat-openbsd python3 gcc)
 [ -n "${TASKWIRE_SETUP_EXTRA_DEBS:-}" ] && read -r -a extra <<<"$TASKWIRE_SETUP_EXTRA_DEBS" && debs+=("${extra[@]}")
 missing=()
 for p in "${debs[@]}"; do
@@ -45,6 +47,7 @@ NODE="$root/.tools/bin/node"
 export PATH="$root/.tools/bin:$PATH"
 
 # --- npm packages ----------------------------------------------------------------------------
+command -v npm >/dev/null || { say "installing npm"; apt-get install -y -qq npm >/dev/null; }
 # `npm install --no-save` rather than `npm ci`: it installs the locked versions without
 # rewriting the lock, and npm 11's `ci` refuses a lock written on another platform for want of
 # optional per-platform entries. Install scripts stay off (npm 11 default): koffi and esbuild
