@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startTask } from '../test/helpers/task';
-import { benchHost, cleanupOnExit, interleave, NODE, ratio, requireRoot, rounds, writeReport } from './lib';
+import { benchHost, interleave, NODE, ratio, rounds, runBench, writeReport } from './lib';
 
 const ROOT = process.env.TW_ROOT ?? join(__dirname, '..');
 const CHILD = join(ROOT, 'test', 'integration', 'sysctl-child.js');
@@ -29,8 +29,6 @@ const patterns = (tag: string) =>
   Array.from({ length: 32 }, (_, i) => ({ name: i % 2 ? `net.${tag}${i}.*.x` : `vm.${tag}${i}_**`, access: 'deny' }));
 
 async function main(): Promise<void> {
-  requireRoot();
-  cleanupOnExit();
   const host = benchHost((cfg) => {
     cfg.plugins.sysctl.annotations = 'tighten';
     cfg.plugins.sysctl.events = false;
@@ -62,7 +60,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

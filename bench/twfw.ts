@@ -17,7 +17,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { benchHost, interleave, onCleanup, ratio, ROOT, rounds, runCleanups, stats, writeReport } from './lib';
+import { benchHost, interleave, onCleanup, ratio, ROOT, rounds, runBench, stats, writeReport } from './lib';
 import { tempDir } from '../test/helpers/kernel';
 import { cgroupWithProcess, startTask } from '../test/helpers/task';
 import { loadHostConfig } from '../lib/host/config';
@@ -119,9 +119,4 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'done'), '');
 }
 
-main()
-  .catch((err) => {
-    console.error(err);
-    process.exitCode = 1;
-  })
-  .finally(runCleanups);
+runBench(main);
