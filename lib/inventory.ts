@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { destroyContainer } from './pipeline';
 import { ipamEntries } from './state/ipam';
+import { releaseAll } from './resources';
 import { containerPinDir, decodeId, Layout, pinRoot } from './state/paths';
 import { ContainerRecord, listRecords } from './state/record';
 
@@ -73,8 +74,14 @@ export function gcCandidates(layout: Layout): GcItem[] {
   }
   for (const [address, e] of Object.entries(ipamEntries(layout)))
     if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
+  // Host-wide pins outlive their last user when its poststop never ran; last, after the dead.
+  const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
+  if (existsSync(netnsShared.sharedDir(layout)) && netnsShared.netnsUsers(layout).length === 0)
+    items.push({ id: NETNS_SHARED_ITEM, why: 'netns endpoint map and uplink links with no live netns container' });
   return items;
 }
+
+const NETNS_SHARED_ITEM = '_shared/netns';
 
 export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
   const removed: GcItem[] = [];
@@ -82,6 +89,12 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
   for (const item of gcCandidates(layout)) {
     if (dryRun) {
       removed.push(item);
+      continue;
+    }
+    if (item.id === NETNS_SHARED_ITEM) {
+      const errors = releaseAll([{ kind: 'netns-shared' }], { layout, log });
+      if (errors.length) failed.push({ id: item.id, error: errors.map((e) => e.message).join('; ') });
+      else removed.push(item);
       continue;
     }
     const r = destroyContainer(layout, item.id, log);

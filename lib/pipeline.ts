@@ -115,7 +115,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
     writeRecord(layout, rec);
     for (const s of o.selected) {
       const pinDir = pluginPinDir(layout, c.id, s.def.name);
-      const ensurePinDir = () => {
+      const ensurePinDir = (): string => {
         if (!pinRootMade) {
           const { ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
           ensureBpffs(layout.bpffs);
@@ -123,6 +123,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
           pinRootMade = true;
         }
         if (!existsSync(pinDir)) mkdirSync(pinDir, { mode: 0o700 });
+        return pinDir;
       };
       const ctx: PluginContext<any> = {
         host: o.host,
@@ -134,6 +135,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
         pinDir,
         outputs,
         acquire,
+        ensurePinDir,
         checkDeadline: () => {
           if (Date.now() > o.deadline) throw new TaskwireError('SYSTEM', `hook deadline of ${o.host.hookTimeoutMs} ms passed (in ${s.def.name})`);
         },

@@ -32,6 +32,8 @@ export interface PluginContext<H> extends ParseContext<H> {
   log: Logger;
   /** Pin directory of this plugin for this container (created on first use). */
   pinDir: string;
+  /** Creates pinDir (journaling the container's pin dir once) for pins made outside loadIntoCgroup; returns it. */
+  ensurePinDir(): string;
   /** Results published by plugins that ran earlier (by plugin name). */
   outputs: ReadonlyMap<string, unknown>;
   /**

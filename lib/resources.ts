@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Layout } from './state/paths';
 import type { Resource } from './state/record';
+import { pluginResourceKinds } from '../plugins/index';
 
 export interface ReleaseContext {
   layout: Layout;
@@ -35,10 +36,34 @@ registerResourceKind('ipam', (r, ctx) => {
   releaseAddress(ctx.layout, r.address as string, r.owner as string);
 });
 
-/** A network device pair by its host end (netns plugin); the peer goes with it. */
+/**
+ * A network device pair by its host end (netns plugin); the peer goes with it. The netns plugin
+ * journals the random name before creating the pair, then again with its ifindex once it exists.
+ */
 registerResourceKind('netdev', (r) => {
-  const { deleteLink } = require('./net/rtnetlink-link') as typeof import('./net/rtnetlink-link');
-  deleteLink(r.name as string, r.ifindex as number);
+  const { deleteLink, linkIndex } = require('./net/rtnetlink-link') as typeof import('./net/rtnetlink-link');
+  const name = r.name as string;
+  if (typeof r.ifindex === 'number') {
+    deleteLink(name, r.ifindex);
+    return;
+  }
+  // Name only: the hook stopped between journaling the name and journaling the ifindex. Delete
+  // only what that window can leave: a veth/netkit under our tw<8 hex> pattern whose host end is
+  // still down (it is created down and brought up only after the ifindex is journaled), so a
+  // device of somebody else's that took the name (EEXIST on our create) is never touched.
+  const ifindex = linkIndex(name);
+  if (!ifindex || !/^tw[0-9a-f]{8}$/.test(name)) return;
+  const { ipJson } = require('./net/iproute') as typeof import('./net/iproute');
+  let link: { ifindex: number; flags?: string[]; linkinfo?: { info_kind?: string } } | undefined;
+  try {
+    link = ipJson<typeof link[]>(['-d', 'link', 'show', 'dev', name])[0];
+  } catch (err) {
+    if (linkIndex(name) === 0) return; // gone meanwhile
+    throw err;
+  }
+  if (!link || link.ifindex !== ifindex || link.flags?.includes('UP')) return;
+  if (!['veth', 'netkit'].includes(link.linkinfo?.info_kind ?? '')) return;
+  deleteLink(name, ifindex);
 });
 
 /** One key (hex) in a pinned, shared map; a gone map or key counts as removed. */
@@ -66,7 +91,7 @@ registerResourceKind('file', (r) => rmSync(r.path as string, { force: true }));
 export function releaseAll(resources: Resource[], ctx: ReleaseContext): Error[] {
   const errors: Error[] = [];
   for (const r of [...resources].reverse()) {
-    const release = kinds.get(r.kind);
+    const release = kinds.get(r.kind) ?? pluginResourceKinds[r.kind]?.();
     try {
       if (!release) throw new Error(`no release function for resource kind ${r.kind}`);
       release(r, ctx);

@@ -4,6 +4,8 @@
  * plugins a container enables.
  */
 import type { PluginDef } from '../lib/plugin';
+import type { ReleaseContext } from '../lib/resources';
+import type { Resource } from '../lib/state/record';
 
 export interface RegistryEntry {
   name: string;
@@ -19,3 +21,11 @@ export const registry: RegistryEntry[] = [
 ];
 
 export const ANNOTATION_PREFIX = 'io.taskwire.';
+
+/**
+ * Resource kinds that only a plugin knows how to undo, by kind, loaded when a record names one
+ * (poststop and gc run without loading plugins). The core's own kinds are in lib/resources.ts.
+ */
+export const pluginResourceKinds: Record<string, () => (r: Resource, ctx: ReleaseContext) => void> = {
+  'netns-shared': () => require('./netns/shared').releaseSharedResource,
+};

@@ -34,16 +34,46 @@ export function loadIntoCgroup(object: string, cgroupFd: number, pinDir: string,
 }
 
 /**
- * Swaps the program behind a pinned cgroup link (bpf_link_update): atomic for that hook, the
- * old program runs to completion on packets it already has. ENOLINK = the cgroup is gone.
+ * A pinned bpf_link held open for a program swap (bpf_link_update: atomic for that hook, the old
+ * program finishes what it has), remembering the program it ran when opened so that a failed
+ * multi-link swap can put every link back. ENOLINK on update = the cgroup is gone.
  */
-export function updatePinnedLink(path: string, progFd: number): void {
-  const { libbpf, libc } = require('../ffi') as typeof import('../ffi');
-  const { checkInt } = require('./libbpf') as typeof import('./libbpf');
-  const fd = checkInt(libbpf.objGet(path) as number, `open pinned link ${path}`);
-  try {
-    checkInt(libbpf.linkUpdate(fd, progFd, null) as number, `update link ${path}`);
-  } finally {
-    libc.close(fd);
+export class PinnedLink {
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private readonly originalProg: number,
+  ) {}
+
+  static open(path: string): PinnedLink {
+    const { libbpf, libc } = require('../ffi') as typeof import('../ffi');
+    const { checkInt } = require('./libbpf') as typeof import('./libbpf');
+    const { linkInfo } = require('../introspect') as typeof import('../introspect');
+    const fd = checkInt(libbpf.objGet(path) as number, `open pinned link ${path}`);
+    try {
+      return new PinnedLink(path, fd, checkInt(libbpf.progGetFdById(linkInfo(fd).progId) as number, `open the program of link ${path}`));
+    } catch (err) {
+      libc.close(fd);
+      throw err;
+    }
+  }
+
+  update(progFd: number): void {
+    const { libbpf } = require('../ffi') as typeof import('../ffi');
+    const { checkInt } = require('./libbpf') as typeof import('./libbpf');
+    checkInt(libbpf.linkUpdate(this.fd, progFd, null) as number, `update link ${this.path}`);
+  }
+
+  /** Back to the program it had when opened; returns the errno on failure, 0 on success. */
+  restore(): number {
+    const { libbpf } = require('../ffi') as typeof import('../ffi');
+    const rc = libbpf.linkUpdate(this.fd, this.originalProg, null) as number;
+    return rc < 0 ? -rc : 0;
+  }
+
+  close(): void {
+    const { libc } = require('../ffi') as typeof import('../ffi');
+    libc.close(this.fd);
+    libc.close(this.originalProg);
   }
 }

@@ -9,7 +9,7 @@
  *   {"ip6": "...|auto", "ip4": "...|auto"} either or both
  * Explicit addresses must lie in the host's allowedPrefixes; auto ones come from its pool.
  */
-import { ConfigError } from '../../lib/errors';
+import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
 import { taskAddrConstant } from '../../lib/bpf/task-addr';
@@ -37,13 +37,7 @@ function parseValue(value: string): { req: AddressRequest; bareAuto: boolean } {
   const v = value.trim();
   if (v === 'auto') return { req: { ip6: 'auto', ip4: 'auto' }, bareAuto: true };
   if (v.startsWith('{')) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(v);
-    } catch {
-      throw new ConfigError('is not valid JSON');
-    }
-    return { req: validate<AddressRequest>('taskwire:ip-per-task/annotation', raw, 'value'), bareAuto: false };
+    return { req: validate<AddressRequest>('taskwire:ip-per-task/annotation', parseAnnotationJson(v), 'value'), bareAuto: false };
   }
   return { req: { ip6: v }, bareAuto: false };
 }

@@ -12,6 +12,7 @@
 import { ConfigError, TaskwireError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
+import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { taskAddrConstant } from '../../lib/bpf/task-addr';
 import { lrConfig, REFUSE_HOST } from './codec';
 
@@ -44,13 +45,7 @@ export function parseLr(value: string, section: LrHostSection): LrConfig {
   const v = value.trim();
   if (v === 'true') return { hostLoopback: hostDefault };
   if (!v.startsWith('{')) throw new ConfigError(`must be "true" or an object like {"hostLoopback":"refuse"}, not ${JSON.stringify(value)}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(v);
-  } catch {
-    throw new ConfigError('is not valid JSON');
-  }
-  const cfg = validate<Partial<LrConfig>>('taskwire:localhost-redirect/annotation', raw, 'value');
+  const cfg = validate<Partial<LrConfig>>('taskwire:localhost-redirect/annotation', parseAnnotationJson(v), 'value');
   const want = cfg.hostLoopback ?? hostDefault;
   if (want === 'allow' && hostDefault === 'refuse')
     throw new ConfigError('hostLoopback "allow" is not permitted: the host config refuses loopback connects to the host (plugins["localhost-redirect"].hostLoopback)');

@@ -25,6 +25,7 @@ export interface Pair {
   ifindex: number;
 }
 
+/** tw + 8 hex: the netdev release (lib/resources.ts) deletes a name-only device only if it matches. */
 export function randomName(): string {
   return `tw${randomBytes(4).toString('hex')}`;
 }
@@ -32,14 +33,16 @@ export function randomName(): string {
 /**
  * Creates the pair with a fresh random name (retried on EEXIST). `want` auto tries netkit
  * first and takes veth when the kernel says EOPNOTSUPP; netkit asked for explicitly fails then.
+ * `journal(name, create)` records each name before `create` makes the pair under it, so a hook
+ * killed between creation and anything later still leaves a record poststop and gc can undo.
  */
-export function createDevicePair(want: 'auto' | PairKind, netnsPid: number, mtu: number, allowed: PairKind[]): Pair {
+export function createDevicePair(want: 'auto' | PairKind, netnsPid: number, mtu: number, allowed: PairKind[], journal: (hostName: string, create: () => void) => void): Pair {
   const kinds: PairKind[] = want === 'auto' ? (['netkit', 'veth'] as PairKind[]).filter((k) => allowed.includes(k)) : [want];
   for (const kind of kinds) {
     for (let attempt = 0; ; attempt++) {
       const hostName = randomName();
       try {
-        createPair({ kind, hostName, peerName: PEER_NAME, peerNetnsPid: netnsPid, mtu });
+        journal(hostName, () => createPair({ kind, hostName, peerName: PEER_NAME, peerNetnsPid: netnsPid, mtu }));
         return { kind, hostName, ifindex: linkIndex(hostName) };
       } catch (err) {
         if (err instanceof SyscallError && err.errnoName === 'EEXIST' && attempt < 8) continue;

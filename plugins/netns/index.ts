@@ -8,16 +8,16 @@
  *   "auto"                                                     addresses from the host pool
  *   {"device":"auto|netkit|veth","ip6":"...|auto","ip4":"...|auto","mtu":1500,"services":[8126]}
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../../lib/errors';
+import { ConfigError, TaskwireError } from '../../lib/errors';
+import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
 import { ip4Word, ip6Words, parseIp } from '../../lib/net/addr';
 import { AddressRequest, claimAddresses, resolveAddressRequest } from '../../lib/net/task-address';
 import type { PairKind } from '../../lib/net/rtnetlink-link';
-import { containerPinDir } from '../../lib/state/paths';
-import { CGROUP_PROGS, DEVICE_PROGS, EPS_MAP, epKey, epValue, MAX_PORTS, PROG, SVC_CONST, SVC_HAVE4, SVC_HAVE6, svcConfig, userPort } from './codec';
+import { BPF_OBJECT, CGROUP_PROGS, DEVICE_PROGS, EPS_MAP, epKey, epValue, MAX_PORTS, PROG, SVC_CONST, SVC_HAVE4, SVC_HAVE6, svcConfig, userPort } from './codec';
 
 export interface NetnsHostSection {
   enabled: boolean;
@@ -62,13 +62,7 @@ function parseValue(value: string): { raw: RawAnnotation; bareAuto: boolean } {
   const v = value.trim();
   if (v === 'auto') return { raw: { ip6: 'auto', ip4: 'auto' }, bareAuto: true };
   if (!v.startsWith('{')) throw new ConfigError('must be "auto" or a JSON object {"device","ip6","ip4","mtu","services"}');
-  let json: unknown;
-  try {
-    json = JSON.parse(v);
-  } catch {
-    throw new ConfigError('is not valid JSON');
-  }
-  const raw = validate<RawAnnotation>('taskwire:netns/annotation', json, 'value');
+  const raw = validate<RawAnnotation>('taskwire:netns/annotation', parseAnnotationJson(v), 'value');
   // No address member at all means "whatever the pool has", like bare auto.
   if (raw.ip6 === undefined && raw.ip4 === undefined) return { raw: { ...raw, ip6: 'auto', ip4: 'auto' }, bareAuto: true };
   return { raw, bareAuto: false };
@@ -120,21 +114,24 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
     // 1. Addresses (journaled as they are claimed; 'netns' is only a label in ipam).
     const addrs = claimAddresses(ctx, cfg, pool, 'netns');
 
-    // 2. The pair; recorded once it exists (a pair whose record was lost dies with the netns).
-    const pair = dev.createDevicePair(cfg.device, container.pid, cfg.mtu, section.devices ?? ['netkit', 'veth']);
-    ctx.acquire({ kind: 'netdev', name: pair.hostName, ifindex: pair.ifindex }, () => undefined, false);
+    // 2. The pair: each random name journaled before the pair is made under it (a persistent
+    // named netns would keep an unrecorded pair), then again with the ifindex it got, which
+    // identifies it exactly from then on.
+    const pair = dev.createDevicePair(cfg.device, container.pid, cfg.mtu, section.devices ?? ['netkit', 'veth'], (name, create) => ctx.acquire({ kind: 'netdev', name }, create));
+    if (!pair.ifindex) throw new TaskwireError('NETLINK', `host end ${pair.hostName} vanished right after it was created`);
+    ctx.acquire({ kind: 'netdev', name: pair.hostName, ifindex: pair.ifindex }, () => undefined);
     ctx.checkDeadline();
 
-    // 3. Programs on the pair, the shared endpoint map, uplinks: all under the netns lock.
-    if (!existsSync(containerPinDir(layout, container.id)))
-      ctx.acquire({ kind: 'pin-dir', path: containerPinDir(layout, container.id) }, () => mkdirSync(containerPinDir(layout, container.id), { recursive: true, mode: 0o700 }));
-    if (!existsSync(ctx.pinDir)) mkdirSync(ctx.pinDir, { mode: 0o700 });
+    // 3. Programs on the pair, the shared endpoint map, uplinks: all under the netns lock. Our
+    // use of the shared pins is journaled first, so releasing it can remove them with the last user.
+    ctx.ensurePinDir();
+    ctx.acquire({ kind: shared.SHARED_KIND, id: container.id }, () => undefined);
     const feats = nd.probeDeviceBpf();
     const attach: NetnsSummary['attach'] = pair.kind === 'netkit' ? 'netkit' : feats.tcx ? 'tcx' : 'clsact';
     const programs: string[] = [];
     const uplinks: string[] = [];
     shared.withSharedState(layout, (epsFd) => {
-      const obj = BpfObject.open(bpfObjectPath('netns'), { skipPrograms: CGROUP_PROGS, reuseMaps: epsFd >= 0 ? { [EPS_MAP]: epsFd } : {} });
+      const obj = BpfObject.open(bpfObjectPath(BPF_OBJECT), { skipPrograms: CGROUP_PROGS, reuseMaps: epsFd >= 0 ? { [EPS_MAP]: epsFd } : {} });
       try {
         if (epsFd < 0) obj.pinMap(EPS_MAP, shared.epsMapPath(layout));
         const pin = (p: string) => join(ctx.pinDir, `link_${p}`);
@@ -182,7 +179,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
     if (ports.length) {
       const flags = (svc.ip4 && addrs.ip4 ? SVC_HAVE4 : 0) | (svc.ip6 && addrs.ip6 ? SVC_HAVE6 : 0);
       const list = Array.from({ length: MAX_PORTS }, (_, i) => (i < ports.length ? userPort(ports[i]) : 0));
-      const obj = ctx.loadIntoCgroup('netns', {
+      const obj = ctx.loadIntoCgroup(BPF_OBJECT, {
         skipPrograms: DEVICE_PROGS,
         rodata: {
           [SVC_CONST]: {

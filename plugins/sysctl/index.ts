@@ -18,14 +18,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
-import { validate } from '../../lib/schema';
-import { isPolicyRef, readPolicyRef } from '../../lib/host/policy-file';
+import { isPolicyRef } from '../../lib/host/policy-file';
+import { loadPolicyAnnotation, PolicyAccess } from '../../lib/host/annotation-json';
 import { BPF_OBJECT, EVENTS_MAP, STATS_MAP } from './codec';
 import { bundleRules, bundleSysctls, compilePolicy, evaluate, PolicySpec, Slot } from './policy';
 import { applyPlan, makePlan, planMaxEntries, planRodata } from './plan';
 import { toDots } from './names';
 
-export interface SysctlHostSection {
+export interface SysctlHostSection extends PolicyAccess {
   enabled: boolean;
   policy?: PolicySpec;
   annotations?: 'tighten' | 'replace' | 'forbid';
@@ -61,20 +61,9 @@ function annotationPolicy(value: string, ctx: { host: import('../../lib/host/con
   if ((ctx.section.annotations ?? 'tighten') === 'forbid')
     throw new ConfigError(`the host accepts only "default" here (plugins.sysctl.annotations is "forbid"), not ${JSON.stringify(v.slice(0, 60))}`);
   if ((WORDS as readonly string[]).includes(v)) return { default: v as PolicySpec['default'] };
-  if (v.startsWith('{')) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(v);
-    } catch (err) {
-      throw new ConfigError(`is not valid JSON (${(err as Error).message})`);
-    }
-    return validate<PolicySpec>('taskwire:sysctl-policy', raw, 'policy');
-  }
-  if (isPolicyRef(v)) {
-    const { path, data } = readPolicyRef(ctx.host, v);
-    return validate<PolicySpec>('taskwire:sysctl-policy', data, `policy ${path}`);
-  }
-  throw new ConfigError(`must be "default", "allow", "read-only", "deny", a JSON policy or @NAME, not ${JSON.stringify(v.slice(0, 60))}`);
+  if (!v.startsWith('{') && !isPolicyRef(v))
+    throw new ConfigError(`must be "default", "allow", "read-only", "deny", a JSON policy or @NAME, not ${JSON.stringify(v.slice(0, 60))}`);
+  return loadPolicyAnnotation<PolicySpec>(v, { host: ctx.host, section: ctx.section, schemaId: 'taskwire:sysctl-policy', what: 'policy' });
 }
 
 /** linux.sysctl of the bundle; a bundle without config.json (only in tests) sets none. */

@@ -13,13 +13,13 @@
  * the generation) is the state file <runDir>/twfw/<id>.json, replaced atomically after a swap.
  */
 import { readFileSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { bpfObjectPath } from '../../lib/assets';
 import { BpfObject, OpenOptions } from '../../lib/bpf/object';
 import { BpfMap } from '../../lib/bpf/map';
-import { updatePinnedLink } from '../../lib/bpf/cgroup';
 import { helperAvailable } from '../../lib/bpf/libbpf';
-import { TaskwireError } from '../../lib/errors';
+import { PinnedLink } from '../../lib/bpf/cgroup';
+import { errnoName, TaskwireError } from '../../lib/errors';
 import { writeFileAtomic } from '../../lib/state/atomic';
 import { withFileLock } from '../../lib/state/lock';
 import { encodeId, Layout, pluginPinDir } from '../../lib/state/paths';
@@ -135,9 +135,17 @@ export function firstGeneration(l: Layout, section: TwfwSection, c: CompiledPoli
   };
 }
 
+/** Every pinned link held open with the program it ran before this apply: the way back. */
+function holdLinks(pinDir: string, held: PinnedLink[]): void {
+  for (const p of PROGRAMS) held.push(PinnedLink.open(join(pinDir, `link_${p}`)));
+}
+
 /**
  * Replaces a running container's policy. `change` gets the current state and returns the new
- * policy, faults and compiled form; nothing is swapped unless it compiles and loads.
+ * policy, faults and compiled form. All or nothing: the new generation is loaded, filled and its
+ * maps pinned under temporary names before any link moves; if a link refuses the new program,
+ * the links already moved go back to the old programs, the temporary pins go and the state file
+ * is untouched, so the container never runs a mix of two generations for longer than the swap.
  */
 export function applyLive(
   l: Layout,
@@ -151,36 +159,75 @@ export function applyLive(
     const next = change(cur);
     const c = next.compiled;
     const pinDir = pluginPinDir(l, id, PLUGIN);
+    const tmpPin = (m: string) => join(pinDir, `new_${m}`);
     const sets = prepareSets(l, section.sets ?? {}, [...new Set(c.setRules.map((r) => r.set))]);
     const kept = KEPT_MAPS.map((m) => BpfMap.openPinned(join(pinDir, `map_${m}`)));
+    const oldGen = GEN_MAPS.map((m) => BpfMap.openPinned(join(pinDir, `map_${m}`)));
+    const held: PinnedLink[] = [];
+    const switched: PinnedLink[] = [];
+    const renamed: number[] = [];
     let obj: BpfObject | undefined;
     try {
       const reuse: Record<string, number> = { [MAPS.setmem]: sets.map.fd };
       KEPT_MAPS.forEach((m, i) => (reuse[m] = kept[i].fd));
       obj = BpfObject.open(bpfObjectPath(BPF_OBJECT), openOptions(c, section, sets.bits, reuse));
       fillMaps(obj, c);
-      for (const p of PROGRAMS) {
-        try {
-          updatePinnedLink(join(pinDir, `link_${p}`), obj.program(p).fd);
-        } catch (err) {
-          if ((err as { errnoName?: string }).errnoName === 'ENOLINK') throw new TaskwireError('STATE', `container ${id} is gone (its cgroup links are defunct)`);
-          throw err;
-        }
-      }
-      // Publish the new generation's counters: pin beside, then rename over the old pin.
       for (const m of GEN_MAPS) {
-        const tmp = join(pinDir, `new_${m}`);
-        rmSync(tmp, { force: true });
-        obj.pinMap(m, tmp);
-        renameSync(tmp, join(pinDir, `map_${m}`));
+        rmSync(tmpPin(m), { force: true });
+        obj.pinMap(m, tmpPin(m));
       }
-      const state = newState(id, next.source, next.policy, next.faults, c, cur.generation + 1);
-      writeState(l, state);
-      return state;
+      holdLinks(pinDir, held);
+      try {
+        for (const h of held) {
+          liveApplyHooks.beforeLinkUpdate?.(h.path);
+          h.update(obj.program(basename(h.path).slice(5)).fd);
+          switched.push(h);
+        }
+        // Publish the new generation's counters and rules over the old pins (same directory).
+        GEN_MAPS.forEach((m, i) => {
+          renameSync(tmpPin(m), join(pinDir, `map_${m}`));
+          renamed.push(i);
+        });
+        const state = newState(id, next.source, next.policy, next.faults, c, cur.generation + 1);
+        writeState(l, state);
+        return state;
+      } catch (err) {
+        throw rollBack(id, cur.generation, pinDir, err, switched, renamed.map((i) => [GEN_MAPS[i], oldGen[i]] as const));
+      }
     } finally {
+      for (const m of GEN_MAPS) rmSync(tmpPin(m), { force: true });
+      for (const h of held) h.close();
       obj?.close();
       kept.forEach((m) => m.close());
+      oldGen.forEach((m) => m.close());
       sets.map.close();
     }
   });
+}
+
+/** Test seam: lets a test make one link update fail after others succeeded. */
+export const liveApplyHooks: { beforeLinkUpdate?: (linkPath: string) => void } = {};
+
+/** Puts the previous generation back after a failed swap; returns the error to throw. */
+function rollBack(id: string, generation: number, pinDir: string, err: unknown, switched: PinnedLink[], renamed: (readonly [string, BpfMap])[]): Error {
+  const failed: string[] = [];
+  for (const h of [...switched].reverse()) {
+    const errno = h.restore();
+    if (errno) failed.push(`${basename(h.path)} (${errnoName(errno)})`);
+  }
+  for (const [m, old] of renamed) {
+    const tmp = join(pinDir, `old_${m}`);
+    try {
+      rmSync(tmp, { force: true });
+      old.pin(tmp);
+      renameSync(tmp, join(pinDir, `map_${m}`));
+    } catch {
+      failed.push(`map_${m}`);
+    }
+  }
+  const why = (err as { errnoName?: string }).errnoName === 'ENOLINK' ? `container ${id} is gone (its cgroup links are defunct)` : (err as Error).message;
+  const tail = failed.length
+    ? `and putting generation ${generation} back failed for ${failed.join(', ')}: the container may run a mix, apply again or restart it`
+    : `generation ${generation} stays in force on every hook`;
+  return new TaskwireError('STATE', `live policy apply for ${id} failed: ${why}; ${tail}`, { cause: err });
 }

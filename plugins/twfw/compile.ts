@@ -24,6 +24,9 @@ export const AKEY_SIZE = 20;
 export const PKEY_SIZE = 16;
 export const CANDS_SIZE = 4 + 2 * MAX_CANDS;
 export const RULE_SIZE = 8;
+/** Compile work allowed per match entry the host allows (see compilePolicy). */
+const COMPILE_WORK_PER_ENTRY = 8;
+const MIN_COMPILE_WORK = 1_000_000;
 
 export interface Packed {
   count: number;
@@ -228,17 +231,54 @@ export function compilePolicy(policy: NPolicy, limits: TwfwLimits): CompiledPoli
   const remote = classify(prefixRules, 'remote');
   const local = classify(prefixRules, 'local');
 
-  // Rules per local class as membership sets, for the (remote, local) intersections.
-  const localSets = local.rulesOf.map((rs) => new Set(mergeSorted(rs, local.any)));
-  const noLocal = local.rulesOf.length === 1;
+  // Only (remote class, local class) pairs sharing a rule can have entries; walking every pair
+  // instead costs remote × local classes even when almost none match (10,000 disjoint rules took
+  // seconds). So each remote class visits just the local classes of its own rules, found through
+  // an index rule → local classes, plus every local class when one of its rules has no local side.
+  const localClassesOf = new Map<number, number[]>();
+  local.rulesOf.forEach((rs, lc) => {
+    for (const i of rs) {
+      let l = localClassesOf.get(i);
+      if (!l) localClassesOf.set(i, (l = []));
+      l.push(lc);
+    }
+  });
+  const localAny = new Set(local.any);
+  const allLocal = Array.from({ length: local.rulesOf.length }, (_, lc) => lc);
   const templates = new Map<string, Region[]>();
   const keyParts: { rc: number; lc: number; dir: number; regions: Region[] }[] = [];
   let entries = 0;
+  // Rule indexes looked at: bounded by the entries produced, but a cap keeps a hostile policy
+  // from stalling the hook in case some shape still escapes that bound.
+  let work = 0;
+  const workLimit = Math.max(MIN_COMPILE_WORK, COMPILE_WORK_PER_ENTRY * limits.maxEntries);
+  const charge = (n: number, at: number) => {
+    work += n;
+    if (work > workLimit)
+      throw new ConfigError(`policy is too costly to compile (over ${workLimit} rule visits, at rule ${byIndex.get(at)!.label}); too many rules overlap both in remote and in local prefixes`);
+  };
   for (let rc = 0; rc < remote.rulesOf.length; rc++) {
     const rrules = mergeSorted(remote.rulesOf[rc], remote.any);
     if (!rrules.length) continue;
-    for (let lc = 0; lc < local.rulesOf.length; lc++) {
-      const applicable = noLocal ? rrules : rrules.filter((i) => localSets[lc].has(i));
+    charge(rrules.length, rrules[0]);
+    // Per local class, the rules of this remote class that name it, in rule order.
+    const shared = new Map<number, number[]>();
+    const withAnyLocal: number[] = [];
+    for (const i of rrules) {
+      if (localAny.has(i)) withAnyLocal.push(i);
+      const lcs = localClassesOf.get(i);
+      if (!lcs) continue;
+      charge(lcs.length, i);
+      for (const lc of lcs) {
+        let l = shared.get(lc);
+        if (!l) shared.set(lc, (l = []));
+        l.push(i);
+      }
+    }
+    const lcs = withAnyLocal.length ? allLocal : [...shared.keys()].sort((a, b) => a - b);
+    for (const lc of lcs) {
+      const applicable = mergeSorted(shared.get(lc) ?? [], withAnyLocal);
+      charge(applicable.length, applicable[0]);
       for (const dir of [INGRESS, 1]) {
         const list = applicable.filter((i) => byIndex.get(i)!.dir === dir);
         if (!list.length) continue;

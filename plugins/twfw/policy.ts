@@ -11,7 +11,8 @@ import { ConfigError } from '../../lib/errors';
 import { parseIp } from '../../lib/net/addr';
 import { validate } from '../../lib/schema';
 import type { HostConfig } from '../../lib/host/config';
-import { isPolicyRef, readPolicyRef } from '../../lib/host/policy-file';
+import { isPolicyRef } from '../../lib/host/policy-file';
+import { loadPolicyAnnotation, PolicyAccess } from '../../lib/host/annotation-json';
 import { DROP, EGRESS, INGRESS, PASS } from './codec';
 
 export type ActionText = 'pass' | 'drop' | 'log' | 'pass+log' | 'drop+log';
@@ -201,32 +202,11 @@ export interface PolicySource {
   spec: PolicySpec;
 }
 
-export interface PolicyAccess {
-  inline?: boolean;
-  policies?: string[];
-}
-
 /**
- * The annotation (or a `fw apply` argument): inline JSON, or @NAME for <policyDir>/NAME.json
- * (read by the core's policy-file helper, which refuses names that could leave the directory);
- * the host may list the names it allows and forbid inline policies.
+ * The annotation (or a `fw apply` argument): inline JSON or @NAME, under the host's `inline` and
+ * `policies` controls (lib/host/annotation-json.ts, shared with sysctl).
  */
 export function loadPolicy(value: string, host: HostConfig, access: PolicyAccess): PolicySource {
-  const v = value.trim();
-  if (isPolicyRef(v)) {
-    const name = v.slice(1);
-    if (access.policies && !access.policies.includes(name)) throw new ConfigError(`policy ${v} is not among the host's allowed policies (${access.policies.join(', ') || 'none'})`);
-    return { source: v, spec: validatePolicy(readPolicyRef(host, v).data, `policy ${v}`) };
-  }
-  if (!v.startsWith('{')) throw new ConfigError('is neither an inline JSON policy nor @NAME');
-  if (access.inline === false) throw new ConfigError('inline policies are not allowed on this host; name one with @NAME');
-  return { source: 'inline', spec: validatePolicy(parseJson(v, 'policy'), 'policy') };
-}
-
-function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${what} is not valid JSON (${(err as Error).message})`);
-  }
+  const spec = loadPolicyAnnotation(value, { host, section: access, schemaId: 'taskwire:twfw-policy', what: 'policy', check: validatePolicy });
+  return { source: isPolicyRef(value) ? value.trim() : 'inline', spec };
 }

@@ -4,18 +4,18 @@
  * running.
  */
 import { existsSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+
+const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+function haveProgram(name: string): boolean {
+  return BIN_DIRS.some((d) => existsSync(join(d, name)));
+}
 
 export function privilegeProblem(needs: string[] = []): string | null {
   if (process.getuid?.() !== 0) return 'needs root';
   if (!existsSync('/proc/self/mountinfo')) return 'needs /proc';
-  for (const bin of needs) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    } catch {
-      return `needs ${bin} (run scripts/setup.sh)`;
-    }
-  }
+  for (const bin of needs) if (!haveProgram(bin)) return `needs ${bin} (run scripts/setup.sh)`;
   return null;
 }
 

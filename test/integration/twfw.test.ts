@@ -3,7 +3,7 @@
  * against a second task, through the real createRuntime hook. Loopback carries the traffic, so
  * both the task's egress and its ingress are exercised; 127.0.0.2 stands for a second remote.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { cgroupPrograms, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
@@ -13,7 +13,9 @@ import { actor, once } from '../helpers/net';
 import { RingBuffer } from '../../lib/bpf/ringbuf';
 import { loadHostConfig, HostConfig } from '../../lib/host/config';
 import { containerPinDir, Layout } from '../../lib/state/paths';
-import { statePath } from '../../plugins/twfw/apply';
+import { liveApplyHooks, PLUGIN, statePath } from '../../plugins/twfw/apply';
+import { pluginPinDir } from '../../lib/state/paths';
+import { linkInfo, withPinned } from '../../lib/introspect';
 import { decodeEvent, eventsPath, faultAdd, faultClear, fwApply, fwStats, FwEvent } from '../../plugins/twfw/ops';
 import { updateSet } from '../../plugins/twfw/sets';
 
@@ -206,6 +208,43 @@ describePrivileged('twfw on the real kernel', () => {
     expect(results[denied.port].ok).toBe(0);
     expect(results[flip.port].ok).toBeGreaterThan(0);
     for (const s of [allowed, denied, flip]) s.a.kill();
+  });
+
+  test('a live apply that fails on one link after others moved puts every link back and leaves nothing of the new generation', async () => {
+    const a = await listen('127.0.0.1');
+    const b = await listen('127.0.0.1');
+    const drop = (port: number) => JSON.stringify({ rules: [{ name: 'no-port', direction: 'egress', action: 'drop', proto: 'tcp', ports: [port] }] });
+    const t = await fw(JSON.parse(drop(a.port)));
+    const pinDir = pluginPinDir(layout, t.id, PLUGIN);
+    const links = readdirSync(pinDir).filter((f) => f.startsWith('link_')).sort();
+    const progs = () => links.map((f) => withPinned(join(pinDir, f), (fd) => linkInfo(fd).progId));
+    const before = { progs: progs(), pins: readdirSync(pinDir).sort(), state: readFileSync(statePath(layout, t.id), 'utf8') };
+    expect(links).toHaveLength(6);
+    const moved: string[] = [];
+    liveApplyHooks.beforeLinkUpdate = (path) => {
+      // Fails the fifth link: four have already been switched to the new generation by then.
+      if (moved.length === 4) throw new Error(`injected failure at ${path}`);
+      moved.push(path);
+    };
+    try {
+      expect(() => fwApply(cfg, layout, t.id, drop(b.port))).toThrow(/^live policy apply for .* failed: injected failure at .*link_tw_fw_sendmsg4; generation 1 stays in force on every hook$/);
+    } finally {
+      delete liveApplyHooks.beforeLinkUpdate;
+    }
+    expect(moved).toHaveLength(4);
+    expect(progs()).toEqual(before.progs);
+    expect(readdirSync(pinDir).sort()).toEqual(before.pins);
+    expect(readFileSync(statePath(layout, t.id), 'utf8')).toBe(before.state);
+    expect(await tcp(t.cgroup, '127.0.0.1', a.port)).toBe('ECONNREFUSED');
+    expect(await tcp(t.cgroup, '127.0.0.1', b.port)).toBe('ok');
+    expect(stat(t, '0 (no-port)').packets).toBe(1n);
+    // The same apply without the failure goes through.
+    expect(fwApply(cfg, layout, t.id, drop(b.port)).generation).toBe(2);
+    expect(progs().every((id, i) => id !== before.progs[i])).toBe(true);
+    expect(await tcp(t.cgroup, '127.0.0.1', a.port)).toBe('ok');
+    expect(await tcp(t.cgroup, '127.0.0.1', b.port)).toBe('ECONNREFUSED');
+    a.a.kill();
+    b.a.kill();
   });
 
   test('named sets: egress drop to set blocked; `set update` changes it for the running task', async () => {
