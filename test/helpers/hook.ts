@@ -1,6 +1,6 @@
 /* Drives the hook: in-process through the dispatcher (fast, debuggable) or as the bundled
  * executable with an empty environment, the way podman runs poststop. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { runHook } from '../../lib/hook';
@@ -38,4 +38,15 @@ export const HOOK_BIN = join(ROOT, 'dist', 'taskwire-hook.js');
 export function hookBinary(stage: string, state: StateInput, configPath: string): HookResult {
   const r = spawnSync(NODE, [HOOK_BIN, stage, '--config', configPath], { input: stateJson(state), env: {}, cwd: '/', encoding: 'utf8' });
   return { code: r.status ?? -1, stderr: r.stderr };
+}
+
+/** hookBinary without blocking, so that many hooks can run at once (concurrency tests). */
+export function hookBinaryAsync(stage: string, state: StateInput, configPath: string): Promise<HookResult> {
+  return new Promise((resolve) => {
+    const p = spawn(NODE, [HOOK_BIN, stage, '--config', configPath], { env: {}, cwd: '/', stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    p.stdin.end(stateJson(state));
+    p.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+  });
 }

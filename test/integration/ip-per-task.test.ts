@@ -1,8 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, sleeperIn, tempCgroup, testHost, TestHost, uniq, waitInCgroup } from '../helpers/kernel';
-import { hook, hookBinary } from '../helpers/hook';
+import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
+import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
 import { cgroupWithProcess, startTask } from '../helpers/task';
 import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
@@ -137,24 +137,11 @@ describePrivileged('ip-per-task on the real kernel', () => {
       Array.from({ length: 20 }, async () => {
         const id = uniq('tw.par');
         onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
-        const cgroup = tempCgroup();
-        const p = sleeperIn(cgroup);
-        await waitInCgroup(cgroup, p.pid!);
-        return { id, pid: p.pid! };
+        return { id, ...(await cgroupWithProcess()) };
       }),
     );
-    const { spawn } = await import('node:child_process');
-    const { HOOK_BIN } = await import('../helpers/hook');
-    const codes = await Promise.all(
-      tasks.map(
-        (t) =>
-          new Promise<number>((resolve) => {
-            const p = spawn(process.execPath, [HOOK_BIN, 'createRuntime', '--config', host.configPath], { env: {}, stdio: ['pipe', 'ignore', 'inherit'] });
-            p.stdin.end(JSON.stringify({ ociVersion: '1.0.2', id: t.id, pid: t.pid, status: 'creating', bundle: '/tmp', annotations: { 'io.taskwire.ip-per-task': 'auto' } }));
-            p.on('exit', (c) => resolve(c ?? -1));
-          }),
-      ),
-    );
+    const results = await Promise.all(tasks.map((t) => hookBinaryAsync('createRuntime', { id: t.id, pid: t.pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, host.configPath)));
+    const codes = results.map((r) => r.code);
     expect(codes).toEqual(Array(20).fill(0));
     const layout = { bpffs: host.bpffs, runDir: host.runDir };
     const addrs = tasks.map((t) => (readRecord(layout, t.id)!.plugins[0].summary as { ip6: string }).ip6);
@@ -165,9 +152,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
   });
 
   test('a bad annotation is refused with one line and leaves nothing behind', async () => {
-    const cgroup = tempCgroup();
-    const p = sleeperIn(cgroup);
-    await waitInCgroup(cgroup, p.pid!);
+    const { cgroup, pid } = await cgroupWithProcess();
     const layout = { bpffs: host.bpffs, runDir: host.runDir };
     for (const [value, message] of [
       ['2001:db8::1', /outside the host's allowed prefixes/],
@@ -177,7 +162,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     ] as const) {
       const id = uniq('tw.bad');
       onCleanup(() => destroyContainer(layout, id, silentLog));
-      const r = await hook('createRuntime', { id, pid: p.pid, annotations: { 'io.taskwire.ip-per-task': value } }, host.configPath);
+      const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': value } }, host.configPath);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -217,12 +202,10 @@ describePrivileged('ip-per-task on the real kernel', () => {
 
   test('an address in use by another container is refused, and the first keeps it', async () => {
     const a = await startIpt(host, JSON.stringify({ ip6: host.pool6.replace('::/112', '::77') }));
-    const cgroup = tempCgroup();
-    const p = sleeperIn(cgroup);
-    await waitInCgroup(cgroup, p.pid!);
+    const { cgroup, pid } = await cgroupWithProcess();
     const dupId = uniq('tw.dup');
     onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, dupId, silentLog));
-    const r = await hook('createRuntime', { id: dupId, pid: p.pid, annotations: { 'io.taskwire.ip-per-task': a.ip6 } }, host.configPath);
+    const r = await hook('createRuntime', { id: dupId, pid, annotations: { 'io.taskwire.ip-per-task': a.ip6 } }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`in use by container ${a.id}`);
     expect(deviceAddresses()).toContain(a.ip6);

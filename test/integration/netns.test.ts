@@ -11,7 +11,7 @@ import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 
 import { describePrivileged } from '../helpers/privileged';
 import { eventually, NODE, onCleanup, removeCgroup, ROOT, runCleanups, tempCgroup, testHost, TestHost, uniq, waitInCgroup, cgroupPrograms } from '../helpers/kernel';
-import { hook, hookBinary, HOOK_BIN } from '../helpers/hook';
+import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
 import { actor, once } from '../helpers/net';
 import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
@@ -203,16 +203,7 @@ describePrivileged('netns on the real kernel', () => {
     const layout = { bpffs: host.bpffs, runDir: host.runDir };
     const procs = await Promise.all(Array.from({ length: 20 }, async () => ({ id: uniq('tw.nspar'), ...(await netnsProcess()) })));
     for (const p of procs) onCleanup(() => destroyContainer(layout, p.id, silentLog));
-    const codes = await Promise.all(
-      procs.map(
-        (t) =>
-          new Promise<number>((resolve) => {
-            const p = spawn(process.execPath, [HOOK_BIN, 'createRuntime', '--config', host.configPath], { env: {}, stdio: ['pipe', 'ignore', 'inherit'] });
-            p.stdin.end(JSON.stringify({ ociVersion: '1.0.2', id: t.id, pid: t.pid, status: 'creating', bundle: '/tmp', annotations: { 'io.taskwire.netns': 'auto' } }));
-            p.on('exit', (c) => resolve(c ?? -1));
-          }),
-      ),
-    );
+    const codes = (await Promise.all(procs.map((t) => hookBinaryAsync('createRuntime', { id: t.id, pid: t.pid, annotations: { 'io.taskwire.netns': 'auto' } }, host.configPath)))).map((r) => r.code);
     expect(codes).toEqual(Array(20).fill(0));
     const sums = procs.map((t) => readRecord(layout, t.id)!.plugins[0].summary as NetnsSummary);
     expect(new Set(sums.map((s) => s.hostDevice)).size).toBe(20);
