@@ -4,8 +4,10 @@
  * the object is opened (not loaded) and every program's type, every helper it calls and every
  * map type is probed with libbpf's feature probes, so the list cannot drift from the code.
  */
+import { enumName, runTimeStatsOn } from './introspect';
+import { helperAvailable } from './bpf/libbpf';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpfObjectPath, projectRoot } from './assets';
 import { isNull, libbpf, readBytes, readCString } from './ffi';
@@ -84,10 +86,7 @@ export function objectNeeds(path: string): ObjectNeeds {
   return needs;
 }
 
-const typeName = (fn: (t: number) => unknown, t: number) => {
-  const s = fn(t);
-  return s ? readCString(s) : `#${t}`;
-};
+const typeName = enumName;
 
 /** Probes everything an object needs; one check per object with what is missing named. */
 export function probeObject(area: string, objectName: string): Check {
@@ -101,7 +100,7 @@ export function probeObject(area: string, objectName: string): Check {
       continue;
     }
     for (const h of needs.helpers.get(type) ?? [])
-      if ((libbpf.probeHelper(type, h, null) as number) !== 1) missing.push(`${helperName(h)} in ${typeName(libbpf.progTypeStr, type)} programs`);
+      if (!helperAvailable(type, h)) missing.push(`${helperName(h)} in ${typeName(libbpf.progTypeStr, type)} programs`);
   }
   for (const t of needs.mapTypes) if ((libbpf.probeMapType(t, null) as number) !== 1) missing.push(`map type ${typeName(libbpf.mapTypeStr, t)}`);
   const progs = [...needs.progTypes.keys()].map((t) => typeName(libbpf.progTypeStr, t)).join(', ');
@@ -204,12 +203,7 @@ export function runDoctor(o: DoctorOptions): Check[] {
   const [lmaj, lmin] = lv.split('.').map(Number);
   add({ area: 'host', name: 'libbpf', status: lmaj > 1 || (lmaj === 1 && lmin >= 1) ? 'ok' : 'missing', detail: `libbpf.so.1 ${lv}`, fix: 'install libbpf1 >= 1.1 (Debian bookworm or newer)' });
   add({ area: 'host', name: 'node', status: 'ok', detail: `${process.version} at ${process.execPath}` });
-  let statsOn = false;
-  try {
-    statsOn = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim() === '1';
-  } catch {
-    /* old kernel */
-  }
+  const statsOn = runTimeStatsOn();
   add({ area: 'host', name: 'BPF run-time stats', status: 'info', detail: statsOn ? 'on (kernel.bpf_stats_enabled=1)' : 'off; taskwire stats turns them on while it samples' });
 
   add(

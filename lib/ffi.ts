@@ -66,6 +66,7 @@ export const libbpf = {
   progSection: bpf.func('const char *bpf_program__section_name(const bpf_program *prog)'),
   progFd: bpf.func('int bpf_program__fd(const bpf_program *prog)'),
   progSetAutoload: bpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
+  progAutoload: bpf.func('bool bpf_program__autoload(const bpf_program *prog)'),
   progExpectedAttachType: bpf.func('int bpf_program__expected_attach_type(const bpf_program *prog)'),
   progAttachCgroup: bpf.func('bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)'),
   progAttachNetns: bpf.func('bpf_link *bpf_program__attach_netns(const bpf_program *prog, int netns_fd)'),

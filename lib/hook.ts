@@ -6,7 +6,8 @@
  *   poststop                   undo; exit 0 even when something could not be undone (gc's job)
  *
  * The stage comes from argv (runtimes disagree on `status`). A container without io.taskwire.*
- * annotations costs a stdin read and a JSON parse: no host config, no native module.
+ * annotations costs a stdin read, a JSON parse and a glance at the host config for plugins it
+ * applies to every container (applyToAll): no validation, no native module.
  */
 import { existsSync, readSync } from 'node:fs';
 import { oneLine, TaskwireError } from './errors';
@@ -126,7 +127,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
     id = state.id;
     clock.mark('stdin');
     const { taskwireAnnotations } = await import('./pipeline');
-    const { configPath, loadHostConfig } = await import('./host/config');
+    const { appliesToAll, configPath, loadHostConfig, peekAppliesToAll } = await import('./host/config');
     const wanted = taskwireAnnotations(state.annotations).length > 0;
     clock.mark('load pipeline');
 
@@ -153,9 +154,11 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       return 0;
     }
 
+    const cfgPath = configPath(parsed.config, io.env);
+    if (!wanted && !peekAppliesToAll(cfgPath)) return 0;
     let host;
     try {
-      host = loadHostConfig(configPath(parsed.config, io.env));
+      host = loadHostConfig(cfgPath);
     } catch (err) {
       // A container that asked for nothing is not failed for a host config it does not need;
       // one that asked for something is (below, through the same error).
@@ -163,7 +166,6 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       throw err;
     }
     clock.mark('host config');
-    const { appliesToAll } = await import('./host/config');
     if (!wanted && !appliesToAll(host)) return 0;
     const { openLog } = await import('./log');
     const log = openLog(host.logFile, host.logLevel, { stage, id });

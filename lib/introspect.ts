@@ -8,7 +8,8 @@
  * or an fd from bpf_enable_stats(BPF_STATS_RUN_TIME) that keeps them on until closed), because
  * they cost a clock read per program run; `withRunTimeStats` holds that fd for a sample.
  */
-import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { pinsOf } from './inventory';
+import { closeSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SyscallError } from './errors';
 import { addressOf, libbpf, readCString } from './ffi';
@@ -80,7 +81,8 @@ const LINK_XDP = 6;
 const LINK_TCX = 11;
 const LINK_NETKIT = 13;
 
-function enumName(fn: (t: number) => unknown, t: number): string {
+/** A kernel enum value by libbpf's name for it (#N past what this libbpf knows). */
+export function enumName(fn: (t: number) => unknown, t: number): string {
   const s = fn(t);
   return s ? readCString(s) : `#${t}`;
 }
@@ -228,21 +230,10 @@ export function describePin(path: string, rel: string): PinnedObject {
   }
 }
 
-function pinFiles(dir: string): string[] {
-  try {
-    return readdirSync(dir, { recursive: true, withFileTypes: true })
-      .filter((d) => !d.isDirectory())
-      .map((d) => join(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
-      .sort();
-  } catch {
-    return [];
-  }
-}
-
 /** Every pinned object of a container, with what the kernel says about it. */
 export function containerObjects(layout: Layout, id: string): PinnedObject[] {
   const dir = containerPinDir(layout, id);
-  return pinFiles(dir).map((rel) => describePin(join(dir, rel), rel));
+  return pinsOf(layout, id).map((rel) => describePin(join(dir, rel), rel));
 }
 
 /** Whether the kernel counts run time right now (someone holds stats on, or the sysctl). */

@@ -30,7 +30,8 @@ export function isAlive(rec: ContainerRecord): boolean {
   }
 }
 
-function pinsOf(layout: Layout, id: string): string[] {
+/** A container's pins, relative to its pin dir (plugin/link_x, plugin/map_y), sorted. */
+export function pinsOf(layout: Layout, id: string): string[] {
   const dir = containerPinDir(layout, id);
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, withFileTypes: true })

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { spawnSync } from 'node:child_process';
 import { listContainers } from '../../lib/inventory';
 import { containerObjects, isAttached } from '../../lib/introspect';
 import type { Layout } from '../../lib/state/paths';
-import { ipPath } from '../../lib/net/iproute';
+import { ipJson } from '../../lib/net/iproute';
 import { cliContext, printJson, printTable } from '../context';
 import { listPorts, portRows, PORT_HEADER } from './ls-ports';
 
@@ -17,15 +16,18 @@ function addresses(plugins: { summary: Record<string, unknown> }[]): string {
  * What kind of device a plugin put the container on, as the kernel says, or 'gone'. Asked over
  * rtnetlink (ip), not /sys/class/net: sysfs shows the netns that mounted it, which need not be ours.
  */
+interface HostLink {
+  ifname: string;
+  link_type?: string;
+  linkinfo?: { info_kind?: string };
+}
+let hostLinks: Map<string, HostLink> | undefined;
 function deviceKind(dev: string): string {
-  const r = spawnSync(ipPath(), ['-j', '-d', 'link', 'show', 'dev', dev], { encoding: 'utf8' });
-  if (r.status !== 0) return 'gone';
-  try {
-    const link = JSON.parse(r.stdout)[0];
-    return link?.link_type === 'loopback' ? 'loopback' : (link?.linkinfo?.info_kind ?? 'device');
-  } catch {
-    return 'device';
-  }
+  // One `ip` for the whole listing, however many containers.
+  hostLinks ??= new Map(ipJson<HostLink[]>(['-d', 'link', 'show']).map((l) => [l.ifname, l]));
+  const link = hostLinks.get(dev);
+  if (!link) return 'gone';
+  return link.link_type === 'loopback' ? 'loopback' : (link.linkinfo?.info_kind ?? 'device');
 }
 
 /*

@@ -8,10 +8,10 @@
  * ifindexes are those of the caller's netns: these run in the host netns, on host-side devices.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { TaskwireError } from '../errors';
 import { libbpf, libc } from '../ffi';
-import { checkInt } from './libbpf';
+import { checkInt, helperAvailable } from './libbpf';
+import { tcPath } from '../net/iproute';
 import type { BpfProgram } from './object';
 
 export const BPF_TCX_INGRESS = 46;
@@ -36,12 +36,6 @@ export function attachDeviceLink(prog: BpfProgram, ifindex: number, attachType: 
 
 export function attachTcx(prog: BpfProgram, ifindex: number, dir: TcxDir, pinPath: string): void {
   attachDeviceLink(prog, ifindex, dir === 'ingress' ? BPF_TCX_INGRESS : BPF_TCX_EGRESS, pinPath);
-}
-
-function tcPath(): string {
-  const p = ['/usr/sbin/tc', '/sbin/tc', '/usr/bin/tc', '/bin/tc'].find((x) => existsSync(x));
-  if (!p) throw new TaskwireError('SYSTEM', 'iproute2 (tc) not found: needed for clsact on kernels before 6.6');
-  return p;
 }
 
 /** clsact + cls_bpf (direct-action) for kernels without tcx; the program is pinned at progPin. */
@@ -69,11 +63,15 @@ export interface DeviceBpfFeatures {
  * BPF_PROG_QUERY for BPF_TCX_INGRESS on lo (older kernels say EINVAL), helpers by libbpf's probe.
  */
 export function probeDeviceBpf(): DeviceBpfFeatures {
+  const helper = (id: number) => helperAvailable(BPF_PROG_TYPE_SCHED_CLS, id);
+  return { tcx: tcxAvailable(), redirectPeer: helper(BPF_FUNC_redirect_peer), redirectNeigh: helper(BPF_FUNC_redirect_neigh) };
+}
+
+/** The hook's question, without loading probe programs: one BPF_PROG_QUERY. */
+export function tcxAvailable(): boolean {
   const attachFlags = [0];
   const cnt = [0];
-  const tcx = (libbpf.progQuery(1, BPF_TCX_INGRESS, 0, attachFlags, null, cnt) as number) === 0;
-  const helper = (id: number) => (libbpf.probeHelper(BPF_PROG_TYPE_SCHED_CLS, id, null) as number) === 1;
-  return { tcx, redirectPeer: helper(BPF_FUNC_redirect_peer), redirectNeigh: helper(BPF_FUNC_redirect_neigh) };
+  return (libbpf.progQuery(1, BPF_TCX_INGRESS, 0, attachFlags, null, cnt) as number) === 0;
 }
 
 /** Ids of the programs attached to a device at a tcx/netkit attach point (for tests and `inspect`). */

@@ -12,7 +12,7 @@ import type { StructCodec } from './codec';
 
 export class BpfProgram {
   constructor(
-    private readonly obj: BpfObject,
+    readonly obj: BpfObject,
     readonly ptr: unknown,
     readonly name: string,
     readonly section: string,
@@ -124,10 +124,11 @@ export class BpfObject {
     return checkPtr(libbpf.objFindMap(this.ptr, name), `BPF object ${this.path}: map ${name}`);
   }
 
+  /** The programs this object loads (those skipped with skipPrograms are not listed). */
   programs(): BpfProgram[] {
     const out: BpfProgram[] = [];
     for (let p = libbpf.objNextProg(this.ptr, null); !isNull(p); p = libbpf.objNextProg(this.ptr, p))
-      out.push(new BpfProgram(this, p, readCString(libbpf.progName(p)), readCString(libbpf.progSection(p))));
+      if (libbpf.progAutoload(p)) out.push(new BpfProgram(this, p, readCString(libbpf.progName(p)), readCString(libbpf.progSection(p))));
     return out;
   }
 

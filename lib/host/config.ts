@@ -61,6 +61,19 @@ export function loadHostConfig(path: string): HostConfig {
   return out;
 }
 
+/**
+ * appliesToAll from the raw file, without validating it: the hook's cheap look for containers
+ * that asked for nothing. No file or an unreadable one says no, as loading it would refuse too.
+ */
+export function peekAppliesToAll(path: string): boolean {
+  try {
+    const raw = JSON.parse(readFileSync(path, 'utf8')) as { plugins?: Record<string, { enabled?: unknown; applyToAll?: unknown }> };
+    return Object.values(raw.plugins ?? {}).some((p) => p?.enabled === true && typeof p.applyToAll === 'string');
+  } catch {
+    return false;
+  }
+}
+
 /** Whether some plugin applies to containers without annotations (the hook must then look at all). */
 export function appliesToAll(host: HostConfig): boolean {
   return Object.values(host.plugins).some((p) => p.enabled && p.applyToAll !== undefined);

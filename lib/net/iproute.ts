@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { TaskwireError } from '../errors';
 
-function firstExisting(what: string, paths: string[]): string {
+/** The first of `paths` that exists: external programs are run by absolute path (hooks get no PATH). */
+export function firstExisting(what: string, paths: string[]): string {
   const p = paths.find((x) => existsSync(x));
   if (!p) throw new TaskwireError('SYSTEM', `${what} not found (looked at ${paths.join(', ')})`);
   return p;
@@ -16,7 +17,9 @@ function firstExisting(what: string, paths: string[]): string {
 
 let ipBin: string | undefined;
 let nsenterBin: string | undefined;
+let tcBin: string | undefined;
 export const ipPath = () => (ipBin ??= firstExisting('iproute2 (ip)', ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip']));
+export const tcPath = () => (tcBin ??= firstExisting('iproute2 (tc), needed for clsact on kernels before 6.6', ['/usr/sbin/tc', '/sbin/tc', '/usr/bin/tc', '/bin/tc']));
 export const nsenterPath = () => (nsenterBin ??= firstExisting('nsenter', ['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter']));
 
 /** iproute2's message mapped to an errno name, so callers can branch like on a SyscallError. */

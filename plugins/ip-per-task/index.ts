@@ -14,7 +14,7 @@ import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
 import { taskAddrConstant } from '../../lib/bpf/task-addr';
 import { AddressRequest, claimAddresses, resolveAddressRequest } from '../../lib/net/task-address';
-import { BINDS_MAP } from './codec';
+import { BINDS_MAP, BPF_OBJECT } from './codec';
 
 export interface IptHostSection {
   enabled: boolean;
@@ -66,11 +66,11 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     // exists costs its sockets something (a sendmsg hook takes the socket lock per datagram).
     // connect6 stays for v4-mapped destinations, post_bind and release for the binds map.
     const skip = [...(addrs.ip4 ? [] : V4_ONLY_PROGRAMS), ...(addrs.ip6 ? [] : V6_ONLY_PROGRAMS)];
-    const obj = ctx.loadIntoCgroup('ip_per_task', {
+    const obj = ctx.loadIntoCgroup(BPF_OBJECT, {
       rodata: taskAddrConstant(addrs),
       pinMaps: [BINDS_MAP],
       skipPrograms: skip,
     });
-    return { ...addrs, device, programs: obj.programs().map((p) => p.name).filter((n) => !skip.includes(n)) };
+    return { ...addrs, device, programs: obj.programs().map((p) => p.name) };
   },
 });

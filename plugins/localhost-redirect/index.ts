@@ -14,7 +14,7 @@ import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
 import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { taskAddrConstant } from '../../lib/bpf/task-addr';
-import { lrConfig, REFUSE_HOST } from './codec';
+import { BPF_OBJECT, lrConfig, REFUSE_HOST } from './codec';
 
 export type HostLoopback = 'allow' | 'refuse';
 
@@ -66,7 +66,7 @@ export default definePlugin<LrConfig, LrHostSection, LrSummary>({
   attach(ctx, cfg) {
     const ipt = ctx.outputs.get('ip-per-task') as IptOutput | undefined;
     if (!ipt || (!ipt.ip6 && !ipt.ip4)) throw new TaskwireError('SYSTEM', 'localhost-redirect: ip-per-task gave this container no address');
-    const obj = ctx.loadIntoCgroup('localhost_redirect', {
+    const obj = ctx.loadIntoCgroup(BPF_OBJECT, {
       rodata: {
         ...taskAddrConstant(ipt),
         tw_lr_cfg: { codec: lrConfig, value: { flags: cfg.hostLoopback === 'refuse' ? REFUSE_HOST : 0 } },

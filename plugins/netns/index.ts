@@ -100,7 +100,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
   },
 
   attach(ctx, cfg) {
-    const { section, host, container, layout } = ctx;
+    const { section, container, layout } = ctx;
     if (container.netnsId === require('../../lib/container').hostNetnsId())
       throw new ConfigError(`container ${container.id} shares the host's network namespace; io.taskwire.netns needs a netns of its own`);
     const { BpfObject } = require('../../lib/bpf/object') as typeof import('../../lib/bpf/object');
@@ -126,8 +126,8 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
     // use of the shared pins is journaled first, so releasing it can remove them with the last user.
     ctx.ensurePinDir();
     ctx.acquire({ kind: shared.SHARED_KIND, id: container.id }, () => undefined);
-    const feats = nd.probeDeviceBpf();
-    const attach: NetnsSummary['attach'] = pair.kind === 'netkit' ? 'netkit' : feats.tcx ? 'tcx' : 'clsact';
+    const tcx = nd.tcxAvailable();
+    const attach: NetnsSummary['attach'] = pair.kind === 'netkit' ? 'netkit' : tcx ? 'tcx' : 'clsact';
     const programs: string[] = [];
     const uplinks: string[] = [];
     shared.withSharedState(layout, (epsFd) => {
@@ -146,7 +146,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
           nd.attachClsact(obj.program(PROG.fromCtr), pair.hostName, 'ingress', join(ctx.pinDir, `prog_${PROG.fromCtr}`));
           programs.push(`${PROG.fromCtr}@clsact-ingress`);
         }
-        if (feats.tcx)
+        if (tcx)
           for (const up of section.uplinks ?? []) {
             if (!existsSync(shared.uplinkPinPath(layout, up))) nd.attachTcx(obj.program(PROG.toCtr), ifIndex(up), 'ingress', shared.uplinkPinPath(layout, up));
             uplinks.push(up);
@@ -195,7 +195,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
           },
         },
       });
-      programs.push(...obj.programs().filter((p) => CGROUP_PROGS.includes(p.name as any)).map((p) => `${p.name}@cgroup`));
+      programs.push(...obj.programs().map((p) => `${p.name}@cgroup`));
     }
 
     return {

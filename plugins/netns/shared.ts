@@ -52,11 +52,6 @@ export function netnsUsers(l: Layout, exceptId?: string): string[] {
 }
 
 /**
- * Removes the shared map and the uplink links when no live container other than `exceptId`
- * uses netns. Under the lock: a container that journals its use after our check takes the lock
- * after us and recreates them. Returns whether anything was removed.
- */
-/**
  * Release of the 'netns-shared' resource: a container's use of the host-wide pins (shared
  * endpoint map, uplink links); they go when no other live container uses them. `id` is the
  * user; none (gc) = any.
@@ -65,7 +60,12 @@ export function releaseSharedResource(r: Resource, ctx: ReleaseContext): void {
   if (releaseSharedIfUnused(ctx.layout, r.id as string | undefined)) ctx.log.info('netns shared pins removed: no live netns container left');
 }
 
-export function releaseSharedIfUnused(l: Layout, exceptId?: string): boolean {
+/**
+ * Removes the shared map and the uplink links when no live container other than `exceptId`
+ * uses netns. Under the lock: a container that journals its use after our check takes the lock
+ * after us and recreates them. Returns whether anything was removed.
+ */
+function releaseSharedIfUnused(l: Layout, exceptId?: string): boolean {
   if (!existsSync(sharedDir(l))) return false;
   return withFileLock(lockPath(l), () => {
     if (!existsSync(sharedDir(l)) || netnsUsers(l, exceptId).length) return false;

@@ -62,7 +62,7 @@ const KEPT_MAPS = [MAPS.events, MAPS.bucket, MAPS.socks];
 const GEN_MAPS = [MAPS.cnt, MAPS.rules];
 
 export const statePath = (l: Layout, id: string) => join(l.runDir, 'twfw', `${encodeId(id)}.json`);
-const lockPath = (l: Layout, id: string) => join(l.runDir, 'twfw', `${encodeId(id)}.lock`);
+export const lockPath = (l: Layout, id: string) => join(l.runDir, 'twfw', `${encodeId(id)}.lock`);
 
 export function readState(l: Layout, id: string): TwfwState | undefined {
   try {

@@ -10,13 +10,11 @@ import { ConfigError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
 import { layoutOf } from '../../lib/pipeline';
 import type { Layout } from '../../lib/state/paths';
-import { firstGeneration, newState, statePath, TwfwSection, writeState } from './apply';
+import { firstGeneration, lockPath, newState, statePath, TwfwSection, writeState } from './apply';
 import { BPF_OBJECT, F_SOCKET } from './codec';
 import { compilePolicy, CompiledPolicy } from './compile';
 import { loadPolicy, normalizePolicy, PolicySpec, RuleSpec } from './policy';
 import { knownSets } from './sets';
-import { join } from 'node:path';
-import { encodeId } from '../../lib/state/paths';
 
 export interface TwfwConfig {
   source: string;
@@ -59,7 +57,7 @@ export default definePlugin<TwfwConfig, TwfwSection, TwfwSummary>({
   attach(ctx, cfg) {
     const { layout, container } = ctx;
     const c = cfg.compiled;
-    ctx.acquire({ kind: 'file', path: join(layout.runDir, 'twfw', `${encodeId(container.id)}.lock`) }, () => undefined);
+    ctx.acquire({ kind: 'file', path: lockPath(layout, container.id) }, () => undefined);
     ctx.acquire({ kind: 'file', path: statePath(layout, container.id) }, () => writeState(layout, newState(container.id, cfg.source, cfg.policy, [], c, 1)));
     const gen = firstGeneration(layout, ctx.section, c);
     let programs: string[];

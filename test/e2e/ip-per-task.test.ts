@@ -3,11 +3,12 @@
  * runs createRuntime and poststop, and we look at the result from the host the way a user would
  * (ss, a TCP client, a listener on a host address, bpftool).
  */
+import { cliOk } from '../helpers/cli';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, deviceAddresses, eventually, onCleanup, ROOT, NODE, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, deviceAddresses, eventually, onCleanup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { hookBinary } from '../helpers/hook';
 import { actor, once } from '../helpers/net';
 import { Bundle, containerCgroupV2, containerOutput, makeBundle, runcCreateStart, runcDelete, runcExec, runcRun, runcState } from '../helpers/bundle';
@@ -92,7 +93,7 @@ describePrivileged(
       const { ip6, ip4 } = taskIps(b);
       expect(deviceAddresses()).toEqual(expect.arrayContaining([ip6, ip4]));
       // The CLI as a user runs it (its text layout is the CLI tests' business; the data is ours).
-      const ls = JSON.parse(execFileSync(NODE, [`${ROOT}/dist/taskwire.js`, 'ls', '--json', '--config', host.configPath], { encoding: 'utf8', env: {} }));
+      const ls = JSON.parse(cliOk(host.configPath, 'ls', '--json'));
       const mine = ls.find((c: { id: string }) => c.id === b.id);
       expect(mine).toMatchObject({ alive: true, complete: true, cgroup: b.cgroup });
       expect(mine.plugins.map((p: { name: string }) => p.name)).toEqual(['ip-per-task']);

@@ -5,11 +5,12 @@
  * and from inside (runc exec + busybox nc). This kernel has no netkit: auto gives veth + tcx;
  * netkit is the kernel matrix's job (test/vm/focused.sh on Debian 6.12).
  */
+import { cliOk } from '../helpers/cli';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, eventually, NODE, onCleanup, ROOT, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, eventually, onCleanup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { actor, once } from '../helpers/net';
 import { Bundle, containerOutput, makeBundle, runcDelete, runcExec, runcRun, runcState } from '../helpers/bundle';
 import { BpfMap } from '../../lib/bpf/map';
@@ -149,7 +150,7 @@ describePrivileged(
       for (const a of agents) a.kill();
 
       // The CLI as a user runs it: the host end with its kind and attach mode, not "gone".
-      const cli = (args: string[]) => execFileSync(NODE, [`${ROOT}/dist/taskwire.js`, 'ls', ...args, '--config', host.configPath], { encoding: 'utf8', env: {} });
+      const cli = (args: string[]) => cliOk(host.configPath, 'ls', ...args);
       const mine = JSON.parse(cli(['--json'])).find((c: { id: string }) => c.id === b.id);
       expect(mine).toMatchObject({ alive: true, complete: true });
       expect(mine.devices).toEqual([{ device: s.hostDevice, kind: 'veth', attach: 'tcx' }]);

@@ -10,6 +10,7 @@
  * would run without hooks (measured here: 1 createRuntime for 4 starts). docs/KUBERNETES.md and
  * cli/README.md tell users to install into a directory podman always reads.
  */
+import { CLI_BIN } from '../helpers/cli';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +21,9 @@ import { ipamEntries } from '../../lib/state/ipam';
 import { recordPath } from '../../lib/state/paths';
 import { readRecord } from '../../lib/state/record';
 import { describePrivileged } from '../helpers/privileged';
-import { deviceAddresses, eventually, NODE, onCleanup, ROOT, runCleanups, tempDir, testHost, TestHost } from '../helpers/kernel';
+import { deviceAddresses, eventually, NODE, onCleanup, runCleanups, tempDir, testHost, TestHost } from '../helpers/kernel';
 import { once } from '../helpers/net';
 
-const CLI = join(ROOT, 'dist', 'taskwire.js');
 const ULIMITS = ['--ulimit', 'nofile=1024:20000', '--ulimit', 'nproc=1024:1024'];
 
 describePrivileged(
@@ -69,9 +69,9 @@ describePrivileged(
       globals = ['--root', join(pod, 'root'), '--runroot', join(pod, 'runroot'), '--runtime', '/usr/sbin/runc', '--hooks-dir', hooksDir];
       // Registered after the temp dirs: runs before they are removed.
       onCleanup(() => void podman(['rm', '--all', '--force', '--time', '0']));
-      const inst = spawnSync(NODE, [CLI, '--config', host.configPath, 'install', '--hooks-dir', hooksDir], { encoding: 'utf8' });
+      const inst = spawnSync(NODE, [CLI_BIN, '--config', host.configPath, 'install', '--hooks-dir', hooksDir], { encoding: 'utf8' });
       if (inst.status !== 0) throw new Error(`taskwire install failed: ${inst.stderr}`);
-      onCleanup(() => void spawnSync(NODE, [CLI, 'uninstall', '--hooks-dir', hooksDir]));
+      onCleanup(() => void spawnSync(NODE, [CLI_BIN, 'uninstall', '--hooks-dir', hooksDir]));
     });
     afterAll(runCleanups);
 
@@ -97,7 +97,7 @@ describePrivileged(
       // The server inside asked for the wildcard address and got the task's own.
       const [c] = await once(null, { op: 'tcp-connect', host: ip6, port });
       expect(c.event).toBe('connected');
-      const ls = JSON.parse(spawnSync(NODE, [CLI, '--config', host.configPath, 'ls', '--json'], { encoding: 'utf8' }).stdout);
+      const ls = JSON.parse(spawnSync(NODE, [CLI_BIN, '--config', host.configPath, 'ls', '--json'], { encoding: 'utf8' }).stdout);
       expect(ls.find((x: any) => x.id === id)).toMatchObject({ alive: true, devices: [{ device: 'lo', kind: 'loopback' }] });
 
       expect(podman(['rm', '--force', '--time', '0', id]).code).toBe(0);

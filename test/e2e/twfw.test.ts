@@ -1,14 +1,14 @@
 /*
  * twfw through the real runc: a busybox container whose egress to one port is dropped and
- * logged while another port works; `taskwire monitor` (the bundled CLI) sees the event, `fw
+ * logged while another port works; `taskwire monitor` (the bundled CLI_BIN) sees the event, `fw
  * stats` counts it, and after `runc delete` nothing of ours is left.
  */
+import { CLI_BIN } from '../helpers/cli';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describePrivileged } from '../helpers/privileged';
-import { NODE, onCleanup, ROOT, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { NODE, onCleanup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { actor } from '../helpers/net';
 import { makeBundle, runcDelete, runcExec, runcRun } from '../helpers/bundle';
 import { containerPinDir } from '../../lib/state/paths';
@@ -16,7 +16,6 @@ import { readRecord } from '../../lib/state/record';
 import { statePath } from '../../plugins/twfw/apply';
 import { execFileSync } from 'node:child_process';
 
-const CLI = join(ROOT, 'dist', 'taskwire.js');
 
 describePrivileged(
   'twfw end to end with runc',
@@ -37,10 +36,10 @@ describePrivileged(
       const b = makeBundle({ args: ['sleep', '60'], annotations: { 'io.taskwire.twfw': JSON.stringify(policy) }, hostConfig: host.configPath, idPrefix: 'tw.fw' });
       expect(runcRun(b, { detach: true })).toMatchObject({ code: 0 });
 
-      const monitor = spawn(NODE, [CLI, '--config', host.configPath, 'monitor', b.id, '--json', '--count', '1', '--timeout', '20'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const monitor = spawn(NODE, [CLI_BIN, '--config', host.configPath, 'monitor', b.id, '--json', '--count', '1', '--timeout', '20'], { stdio: ['ignore', 'pipe', 'inherit'] });
       onCleanup(() => monitor.kill('SIGKILL'));
       const firstLine = new Promise<string>((res) => createInterface({ input: monitor.stdout! }).once('line', res));
-      await new Promise((r) => setTimeout(r, 1500)); // the CLI is up and polling
+      await new Promise((r) => setTimeout(r, 1500)); // the CLI_BIN is up and polling
 
       const nc = (port: number) => runcExec(b, ['sh', '-c', `echo hi | nc -w 2 127.0.0.1 ${port}`]);
       expect(nc(open.port).stdout).toContain('echo:hi');
@@ -50,7 +49,7 @@ describePrivileged(
 
       const event = JSON.parse(await firstLine);
       expect(event).toMatchObject({ container: b.id, direction: 'egress', verdict: 'drop', proto: 'tcp', remote: '127.0.0.1', remotePort: closed.port, rule: '0 (no-closed)' });
-      const stats = JSON.parse(execFileSync(NODE, [CLI, '--config', host.configPath, 'fw', 'stats', b.id, '--json'], { encoding: 'utf8' }));
+      const stats = JSON.parse(execFileSync(NODE, [CLI_BIN, '--config', host.configPath, 'fw', 'stats', b.id, '--json'], { encoding: 'utf8' }));
       expect(stats.rules.find((r: { rule: string }) => r.rule === '0 (no-closed)').packets).toBe('1');
 
       expect(runcDelete(b)).toMatchObject({ code: 0 });

@@ -15,11 +15,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroup2Mount } from '../../lib/host/discovery';
-import { NODE, onCleanup, ROOT, tempDir, uniq } from './kernel';
+import { NODE, onCleanup, tempDir, uniq } from './kernel';
+import { HOOK_BIN } from './hook';
 import { busyboxRootfs, RUNC, writeSpec } from '../../scripts/oci-bundle';
 
 export { RUNC };
-export const HOOK_JS = join(ROOT, 'dist', 'taskwire-hook.js');
 
 export type HookStage = 'createRuntime' | 'prestart' | 'poststop';
 
@@ -70,7 +70,7 @@ export function makeBundle(o: BundleOptions): Bundle {
   const dir = tempDir('tw-bundle-');
   const id = uniq(o.idPrefix ?? 'tw.e2e');
   busyboxRootfs(join(dir, 'rootfs'), o.files);
-  const hooks = o.hostConfig ? { node: NODE, hookJs: HOOK_JS, hostConfig: o.hostConfig, stages: o.stages } : undefined;
+  const hooks = o.hostConfig ? { node: NODE, hookJs: HOOK_BIN, hostConfig: o.hostConfig, stages: o.stages } : undefined;
   const spec = writeSpec(dir, { id, args: o.args, annotations: o.annotations, hooks, netns: o.netns, sysctl: o.sysctl }, o.patch);
   const bundle: Bundle = { dir, id, cgroup: join(cgroup2Mount(), id), spec };
   // Registered after tempDir, so it runs before the bundle directory is removed.

@@ -1,16 +1,14 @@
 /* taskwire gc on real state: what a crash leaves (dead cgroup, no poststop; pins without a
  * record; an allocation without a record) is removed; live containers are untouched. */
 import { existsSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, deviceAddresses, eventually, NODE, removeCgroup, ROOT, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cli as runCli } from '../helpers/cli';
+import { cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { startTask } from '../helpers/task';
 import { containerPinDir, recordPath } from '../../lib/state/paths';
 import { ipamEntries, reserveAddress } from '../../lib/state/ipam';
 
-const CLI = join(ROOT, 'dist', 'taskwire.js');
-const cli = (host: TestHost, ...args: string[]) => spawnSync(NODE, [CLI, '--config', host.configPath, ...args], { encoding: 'utf8', env: {} });
+const cli = (host: TestHost, ...args: string[]) => runCli(host.configPath, ...args);
 
 describePrivileged('taskwire gc', () => {
   let host: TestHost;

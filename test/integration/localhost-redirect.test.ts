@@ -2,10 +2,10 @@
  * localhost-redirect on the real kernel: tasks are test cgroups set up by the real hook with
  * ip-per-task + localhost-redirect; clients and servers are child processes inside them.
  */
+import { cliOk } from '../helpers/cli';
 import { existsSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, eventually, NODE, ROOT, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { hook } from '../helpers/hook';
 import { startTask } from '../helpers/task';
 import { actor, once } from '../helpers/net';
@@ -185,7 +185,7 @@ describePrivileged('localhost-redirect on the real kernel', () => {
       { container: a.id, protocol: 'tcp', address: a.ip6, port, localhost: '::1' },
       { container: a.id, protocol: 'udp', address: a.ip6, port, localhost: '::1' },
     ]);
-    const table = execFileSync(NODE, [`${ROOT}/dist/taskwire.js`, 'ls', '--ports', '--config', host.configPath], { encoding: 'utf8', env: {} });
+    const table = cliOk(host.configPath, 'ls', '--ports');
     expect(table.split('\n')[0]).toMatch(/^CONTAINER\s+PROTO\s+BOUND\s+LOCALHOST$/);
     expect(table).toMatch(new RegExp(`^${a.id.replace(/\./g, '\\.')}\\s+tcp\\s+\\[${a.ip6}\\]:${port}\\s+\\[::1\\]:${port}$`, 'm'));
     for (const s of [s6, s4, udp]) s.kill();

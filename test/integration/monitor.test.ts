@@ -1,19 +1,19 @@
 /*
- * `taskwire monitor` as one stream of every plugin's events, through the bundled CLI (a separate
+ * `taskwire monitor` as one stream of every plugin's events, through the bundled CLI_BIN (a separate
  * process, as an operator runs it): a twfw task whose log rule drops a connection and a sysctl
  * task whose policy (events on) refuses a write. Records wait in the rings until read, so the
  * first test makes its events before the monitor starts; the second starts the monitor first and
  * the task after, so the monitor has to pick the new container up.
  */
+import { CLI_BIN } from '../helpers/cli';
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describePrivileged } from '../helpers/privileged';
-import { NODE, ROOT, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { NODE, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { actor, once } from '../helpers/net';
 import { startTask, Task } from '../helpers/task';
 
-const CLI = join(ROOT, 'dist', 'taskwire.js');
 const SYSCTL_CHILD = join(__dirname, 'sysctl-child.js');
 const PING_RANGE = 'net.ipv4.ping_group_range';
 
@@ -27,9 +27,9 @@ describePrivileged('taskwire monitor: twfw and sysctl events in one stream', () 
   });
   afterAll(runCleanups);
 
-  /** The real CLI; resolves with its stdout lines once it exits (count reached or timeout). */
+  /** The real CLI_BIN; resolves with its stdout lines once it exits (count reached or timeout). */
   async function monitor(...args: string[]): Promise<{ lines: string[]; stderr: string }> {
-    const r = await promisify(execFile)(NODE, [CLI, '--config', host.configPath, 'monitor', ...args], { encoding: 'utf8', timeout: 20000 });
+    const r = await promisify(execFile)(NODE, [CLI_BIN, '--config', host.configPath, 'monitor', ...args], { encoding: 'utf8', timeout: 20000 });
     return { lines: r.stdout.split('\n').filter(Boolean), stderr: r.stderr };
   }
 
@@ -110,7 +110,7 @@ describePrivileged('taskwire monitor: twfw and sysctl events in one stream', () 
 
   test('an id with no event ring of the chosen plugin fails with one line', async () => {
     const sc = await sysctlTask();
-    const r = spawnSync(NODE, [CLI, '--config', host.configPath, 'monitor', sc.id, '--plugin', 'twfw', '--timeout', '2'], { encoding: 'utf8' });
+    const r = spawnSync(NODE, [CLI_BIN, '--config', host.configPath, 'monitor', sc.id, '--plugin', 'twfw', '--timeout', '2'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr.trim()).toBe(`taskwire: container ${sc.id} has no twfw event ring (not running, or no plugin logs events for it)`);
   });

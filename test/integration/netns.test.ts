@@ -6,12 +6,12 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 
 import { describePrivileged } from '../helpers/privileged';
-import { eventually, NODE, onCleanup, removeCgroup, ROOT, runCleanups, tempCgroup, testHost, TestHost, uniq, waitInCgroup, cgroupPrograms } from '../helpers/kernel';
+import { eventually, onCleanup, removeCgroup, runCleanups, tempCgroup, testHost, TestHost, uniq, waitInCgroup, cgroupPrograms } from '../helpers/kernel';
 import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
+import { cli } from '../helpers/cli';
 import { actor, once } from '../helpers/net';
 import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
@@ -262,7 +262,7 @@ describePrivileged('netns host-wide pins and devices journaled by name', () => {
     expect(upProgs()).toHaveLength(1);
     process.kill(c.pid, 'SIGKILL');
     removeCgroup(c.cgroup);
-    const run = spawnSync(NODE, [join(ROOT, 'dist', 'taskwire.js'), '--config', host.configPath, 'gc'], { encoding: 'utf8', env: {} });
+    const run = cli(host.configPath, 'gc');
     expect(run.status).toBe(0);
     expect(run.stdout).toContain(`removed ${c.id}`);
     expect(existsSync(sharedDir(layout()))).toBe(false);
@@ -275,7 +275,7 @@ describePrivileged('netns host-wide pins and devices journaled by name', () => {
     const t = await startNs(host, 'auto');
     rmSync(recordPath(layout(), t.id)); // its record lost: nobody journals the shared pins now
     process.kill(t.pid, 'SIGKILL');
-    const run = spawnSync(NODE, [join(ROOT, 'dist', 'taskwire.js'), '--config', host.configPath, 'gc'], { encoding: 'utf8', env: {} });
+    const run = cli(host.configPath, 'gc');
     expect(run.status).toBe(0);
     expect(run.stdout).toContain('removed _shared/netns');
     expect(existsSync(sharedDir(layout()))).toBe(false);
