@@ -5,6 +5,7 @@
  * lo), so the only difference is the cgroup's programs. The load generator is bench/datapath.c,
  * compiled here with cc: see its header for why C.
  */
+import { HOOK_BIN } from '../test/helpers/hook';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,6 @@ import { silentLog } from '../lib/log';
 import { readRecord } from '../lib/state/record';
 import { benchHost, ROOT, interleave, NODE, onCleanup, ratio, Ratio, rounds, runBench, writeReport } from './lib';
 
-const HOOK = join(ROOT, 'dist', 'taskwire-hook.js');
 // About a third of a second per run on a 2-core VM: long enough to average out scheduler noise.
 const COUNT = { tcp: 10000, udp: 100000 };
 
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const id = uniq('tw.bench.dp');
   const state = JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', pid: sleeper.pid, bundle: '/tmp', annotations: { 'io.taskwire.ip-per-task': 'auto' } });
   onCleanup(() => destroyContainer(layout, id, silentLog));
-  const c = spawnSync(NODE, [HOOK, 'createRuntime', '--config', host.configPath], { input: state, env: {}, encoding: 'utf8' });
+  const c = spawnSync(NODE, [HOOK_BIN, 'createRuntime', '--config', host.configPath], { input: state, env: {}, encoding: 'utf8' });
   if (c.status !== 0) throw new Error(`createRuntime failed: ${c.stderr}`);
   const summary = readRecord(layout, id)!.plugins.find((p) => p.name === 'ip-per-task')!.summary as { ip6: string; ip4: string };
   const plain = tempCgroup(uniq('tw-bench-plain'));

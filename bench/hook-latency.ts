@@ -6,6 +6,7 @@
  * hook and the baseline. A few extra rounds with logLevel debug collect the hook's own phase
  * timings (lib/hook.ts logs them) to show where the time goes.
  */
+import { HOOK_BIN } from '../test/helpers/hook';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,9 +15,8 @@ import { destroyContainer, layoutOf } from '../lib/pipeline';
 import { loadHostConfig } from '../lib/host/config';
 import { silentLog } from '../lib/log';
 import { listRecords } from '../lib/state/record';
-import { benchHost, ROOT, interleave, NODE, onCleanup, ratio, rounds, runBench, stats, timeCommand, writeReport } from './lib';
+import { benchHost, interleave, NODE, onCleanup, ratio, rounds, runBench, stats, timeCommand, writeReport } from './lib';
 
-const HOOK = join(ROOT, 'dist', 'taskwire-hook.js');
 const ANNOTATION = { 'io.taskwire.ip-per-task': 'auto' };
 
 interface Box {
@@ -38,13 +38,13 @@ function state(b: Box, annotations: Record<string, string>): string {
 }
 
 function runHook(stage: string, input: string, config: string): number {
-  const r = timeCommand(NODE, [HOOK, stage, '--config', config], { input, env: {}, cwd: '/' });
+  const r = timeCommand(NODE, [HOOK_BIN, stage, '--config', config], { input, env: {}, cwd: '/' });
   if (r.status !== 0 || r.stderr) throw new Error(`hook ${stage} failed (${r.status}): ${r.stderr}`);
   return r.ms;
 }
 
 async function main(): Promise<void> {
-  execFileSync('test', ['-f', HOOK]);
+  execFileSync('test', ['-f', HOOK_BIN]);
   const host = benchHost();
   // A round that failed half way leaves a record (and addresses on the device): undo it.
   onCleanup(() => {

@@ -23,6 +23,9 @@
  * forwarding sysctls and devices never touch the host. Load and sockets are C (netns-rr.c).
  *   scripts/bench.sh netns        (TW_BENCH_ROUNDS=N, TW_BENCH_SECONDS=S for quick runs)
  */
+import { hookBinary, StateInput } from '../test/helpers/hook';
+import { readRecord } from '../lib/state/record';
+import { epsMapPath, uplinkPinPath } from '../plugins/netns/shared';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -31,7 +34,7 @@ import { cleanupOnExit, interleave, onCleanup, ratio, ROOT, rounds, runCleanups,
 import { tempDir } from '../test/helpers/kernel';
 import { BpfMap } from '../lib/bpf/map';
 import { containerPinDir } from '../lib/state/paths';
-import { EPS_MAP, epKey } from '../plugins/netns/codec';
+import { epKey } from '../plugins/netns/codec';
 
 const SECS = Number(process.env.TW_BENCH_SECONDS ?? 1.5);
 const PORT = 5001;
@@ -120,16 +123,16 @@ function main(): void {
   cfg.plugins.netns.uplinks = ['twbup'];
   cfg.plugins.netns.allowedPrefixes = ['10.202.0.0/24'];
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
-  const hookRun = (stage: string, state: object) => {
-    const r = spawnSync(process.execPath, [join(SRC_ROOT, 'dist', 'taskwire-hook.js'), stage, '--config', join(dir, 'config.json')], { input: JSON.stringify({ ociVersion: '1.0.2', bundle: '/tmp', status: 'creating', ...state }), env: {}, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${stage}: ${r.stderr}`);
+  const hookRun = (stage: string, state: StateInput) => {
+    const r = hookBinary(stage, state, join(dir, 'config.json'));
+    if (r.code !== 0) throw new Error(`${stage}: ${r.stderr}`);
   };
   const wire = (name: string) => {
     const pid = netnsProc(cgroup);
     const id = `bench-${name}-${process.pid}`;
     hookRun('createRuntime', { id, pid, annotations: { 'io.taskwire.netns': '{"device":"veth"}' } });
     onCleanup(() => hookRun('poststop', { id }));
-    const s = JSON.parse(readFileSync(join(layout.runDir, 'containers', `${id}.json`), 'utf8')).plugins[0].summary;
+    const s = readRecord(layout, id)!.plugins[0].summary;
     // nsenter execs the server (no fork), so this pid is the server's: its CPU affinity is ours to set.
     const srv = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, tool, 'server', String(PORT)], { stdio: 'ignore' });
     onCleanup(() => srv.kill('SIGKILL'));
@@ -140,7 +143,7 @@ function main(): void {
   // Plain: drop the pair's program (unlinking the pin detaches the tcx link) and its endpoint
   // entry (so the uplink program finds nothing for it): what is left is veth routed by the stack.
   for (const f of readdirSync(plain.pinDir)) unlinkSync(join(plain.pinDir, f));
-  const eps = BpfMap.openPinned(join(bpffs, 'taskwire', '_shared', 'netns', `map_${EPS_MAP}`));
+  const eps = BpfMap.openPinned(epsMapPath(layout));
   eps.delete(epKey, { addr: plain.ip4 });
   eps.close();
   sleep(0.3); // the servers listen
@@ -173,7 +176,7 @@ function main(): void {
   const restore = () => writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
   onCleanup(restore);
   writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
-  const progs = { toCtr: linkProgId(join(bpffs, 'taskwire', '_shared', 'netns', 'link_up_twbup')), fromCtr: linkProgId(join(bpf.pinDir, 'link_tw_ns_from_ctr')) };
+  const progs = { toCtr: linkProgId(uplinkPinPath(layout, 'twbup')), fromCtr: linkProgId(join(bpf.pinDir, 'link_tw_ns_from_ctr')) };
   const path: Record<string, Record<string, number>> = {};
   for (const [name, c] of [['plain', plain], ['bpf', bpf]] as const) {
     const before = { fw: forwarded(), tx: txPackets(c.host), to: progRuns(progs.toCtr), from: progRuns(progs.fromCtr) };

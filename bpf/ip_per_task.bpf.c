@@ -57,8 +57,7 @@ int tw_ipt_connect6(struct bpf_sock_addr *ctx)
 		/* A dual-stack socket reaching IPv4: its source is the v4-mapped task IPv4. */
 		if (!tw_task_have_ip4() || tw_ip4_is_loopback(w3))
 			return TW_ALLOW;
-		sa.sin6_addr.in6_u.u6_addr32[2] = bpf_htonl(0xffff);
-		sa.sin6_addr.in6_u.u6_addr32[3] = tw_task.ip4;
+		tw_ip6_set_v4mapped(sa.sin6_addr.in6_u.u6_addr32, tw_task.ip4);
 	} else {
 		if (!tw_task_have_ip6())
 			return TW_ALLOW;
@@ -126,8 +125,7 @@ static __always_inline int record_bind(struct bpf_sock *sk, int family)
 		b.addr[2] = sk->src_ip6[2];
 		b.addr[3] = sk->src_ip6[3];
 	} else {
-		b.addr[2] = bpf_htonl(0xffff);
-		b.addr[3] = sk->src_ip4;
+		tw_ip6_set_v4mapped(b.addr, sk->src_ip4);
 	}
 	cookie = bpf_get_socket_cookie(sk);
 	bpf_map_update_elem(&tw_ipt_binds, &cookie, &b, BPF_ANY);

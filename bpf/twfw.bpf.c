@@ -302,9 +302,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f, int egre
 
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
 			return 0;
-		src[2] = dst[2] = bpf_htonl(0xffff);
-		src[3] = ip.saddr;
-		dst[3] = ip.daddr;
+		tw_ip6_set_v4mapped(src, ip.saddr);
+		tw_ip6_set_v4mapped(dst, ip.daddr);
 		proto = ip.protocol;
 		l4off = ip.ihl * 4;
 		/* Only a first fragment carries ports; later ones match port-less rules. */
@@ -438,8 +437,7 @@ static __always_inline int socket_level(struct bpf_sock_addr *ctx, int v6, int i
 		f.raddr[2] = ctx->user_ip6[2];
 		f.raddr[3] = ctx->user_ip6[3];
 	} else {
-		f.raddr[2] = bpf_htonl(0xffff);
-		f.raddr[3] = ctx->user_ip4;
+		tw_ip6_set_v4mapped(f.raddr, ctx->user_ip4);
 	}
 	f.rport = (__u16)ctx->user_port;
 	f.proto = ctx->protocol;

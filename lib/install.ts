@@ -12,10 +12,10 @@
  * The poststop hook gets --config in its args because podman runs poststop with an empty
  * environment; timeouts leave the runtime's SIGKILL for after the hook's own deadline.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from './errors';
-import { writeFileAtomic } from './state/atomic';
+import { copyFileAtomic, writeFileAtomic } from './state/atomic';
 
 export const DEFAULT_HOOKS_DIR = '/etc/containers/oci/hooks.d';
 /** Marks a prefix as ours, so uninstall never removes a directory it did not create. */
@@ -142,13 +142,6 @@ export function planInstall(o: InstallOptions): InstallPlan {
   return { copies, hooks, node, hook, prefix: o.prefix && root };
 }
 
-function copyAtomic(c: FileCopy): void {
-  mkdirSync(dirname(c.to), { recursive: true });
-  const tmp = `${c.to}.tw-tmp-${process.pid}`;
-  copyFileSync(c.from, tmp);
-  renameSync(tmp, c.to);
-}
-
 function sameContent(a: string, b: string): boolean {
   try {
     const sa = statSync(a);
@@ -175,7 +168,7 @@ export function applyInstall(plan: InstallPlan, progress: (line: string) => void
     for (const c of plan.copies) {
       if (sameContent(c.from, c.to)) unchanged++;
       else {
-        copyAtomic(c);
+        copyFileAtomic(c.from, c.to);
         copied++;
       }
     }

@@ -41,7 +41,8 @@ registerResourceKind('ipam', (r, ctx) => {
  * journals the random name before creating the pair, then again with its ifindex once it exists.
  */
 registerResourceKind('netdev', (r) => {
-  const { deleteLink, linkIndex } = require('./net/rtnetlink-link') as typeof import('./net/rtnetlink-link');
+  const { deleteLink } = require('./net/rtnetlink-link') as typeof import('./net/rtnetlink-link');
+  const { linkIndex } = require('./net/netlink') as typeof import('./net/netlink');
   const name = r.name as string;
   if (typeof r.ifindex === 'number') {
     deleteLink(name, r.ifindex);

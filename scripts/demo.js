@@ -166,10 +166,6 @@ function cli(...args) {
   return execFileSync(NODE, [CLI, ...args, '--config', configPath], { encoding: 'utf8' });
 }
 
-function cliCommands() {
-  return new Set([...cli('--help').matchAll(/^ {2}(\w[\w-]*) /gm)].map((m) => m[1]));
-}
-
 /** Plugin names in the registry, read from its source: the demo must not depend on a build. */
 function registeredPlugins() {
   const src = fs.readFileSync(path.join(ROOT, 'plugins', 'index.ts'), 'utf8');
@@ -241,15 +237,7 @@ function lowLimit(label) {
 /** Installs the hooks into the demo's own hooks.d, as an operator would into /etc. */
 function installHooks() {
   const dir = path.join(work, 'hooks.d');
-  if (cliCommands().has('install')) return cli('install', '--hooks-dir', dir).trim().split('\n');
-  // Before `taskwire install` existed: the same templates, filled in here.
-  fs.mkdirSync(dir, { recursive: true });
-  const tdir = path.join(ROOT, 'oci-config', 'hooks.d');
-  return fs.readdirSync(tdir).map((f) => {
-    const text = fs.readFileSync(path.join(tdir, f), 'utf8').replace(/\{\{(\w+)\}\}/g, (_, k) => JSON.stringify({ node: NODE, hook: HOOK, config: configPath }[k]).slice(1, -1));
-    fs.writeFileSync(path.join(dir, f), text);
-    return `hook: ${path.join(dir, f)}`;
-  });
+  return cli('install', '--hooks-dir', dir).trim().split('\n');
 }
 
 function start(runtime, rootfs, cname, network, annotations, script) {
@@ -335,11 +323,9 @@ async function runContainer(runtime, rootfs, network, group) {
 
     title('taskwire ls');
     process.stdout.write(cli('ls'));
-    if (cliCommands().has('inspect')) {
-      title(`taskwire inspect ${c.id.length > 16 ? `${c.id.slice(0, 12)}...` : c.id}`);
-      const r = spawnSync(NODE, [CLI, 'inspect', c.id, '--config', configPath], { encoding: 'utf8' });
-      process.stdout.write(r.status === 0 ? r.stdout : `(inspect failed: ${r.stderr.trim()})\n`);
-    }
+    title(`taskwire inspect ${c.id.length > 16 ? `${c.id.slice(0, 12)}...` : c.id}`);
+    const r = spawnSync(NODE, [CLI, 'inspect', c.id, '--config', configPath], { encoding: 'utf8' });
+    process.stdout.write(r.status === 0 ? r.stdout : `(inspect failed: ${r.stderr.trim()})\n`);
 
     title(`deleting the container (${runtime === 'podman' ? 'podman rm' : 'runc delete'}; poststop undoes everything)`);
     const rm = c.remove();

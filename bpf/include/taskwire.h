@@ -39,6 +39,15 @@ static __always_inline int tw_ip6_is_v4mapped(__u32 w0, __u32 w1, __u32 w2)
 	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff);
 }
 
+/* a = ::ffff:ip4 (ip4 in network byte order): how IPv4 addresses sit in 128-bit keys and sockets */
+static __always_inline void tw_ip6_set_v4mapped(__u32 a[4], __u32 ip4_be)
+{
+	a[0] = 0;
+	a[1] = 0;
+	a[2] = bpf_htonl(0xffff);
+	a[3] = ip4_be;
+}
+
 /* 127.0.0.0/8 */
 static __always_inline int tw_ip4_is_loopback(__u32 ip4_be)
 {

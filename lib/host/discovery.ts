@@ -90,3 +90,12 @@ export function currentNetnsCookie(): bigint {
 export function kernelRelease(): string {
   return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
 }
+
+/** A plugin's host-wide pin directory (<bpffs>/taskwire/_shared/<plugin>), bpffs mounted first. */
+export function ensureSharedPinDir(l: import('../state/paths').Layout, plugin: string): string {
+  const { sharedPluginPinDir } = require('../state/paths') as typeof import('../state/paths');
+  ensureBpffs(l.bpffs);
+  const dir = sharedPluginPinDir(l, plugin);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}

@@ -36,8 +36,13 @@ export function rtattr(type: number, payload: Buffer): Buffer {
   return b;
 }
 
+/** ifindex of a device in this netns, or 0 when there is none. */
+export function linkIndex(name: string): number {
+  return libc.ifNameToIndex(name) as number;
+}
+
 export function ifIndex(ifname: string): number {
-  const idx = libc.ifNameToIndex(ifname) as number;
+  const idx = linkIndex(ifname);
   if (!idx) throw new SyscallError('NETLINK', `network device ${ifname}`, errno() || 19);
   return idx;
 }

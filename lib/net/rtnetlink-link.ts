@@ -9,8 +9,7 @@
  * Everything else (addresses, routes inside the netns) goes through lib/net/iproute.ts.
  */
 import { SyscallError } from '../errors';
-import { request, rtattr } from './netlink';
-import { libc } from '../ffi';
+import { linkIndex, request, rtattr } from './netlink';
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
@@ -78,11 +77,6 @@ export function newPairMessage(spec: PairSpec): Buffer {
  */
 export function createPair(spec: PairSpec): void {
   request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, newPairMessage(spec), `create ${spec.kind} pair ${spec.hostName}/${spec.peerName}`);
-}
-
-/** The ifindex of a host device, or 0 when there is none by that name. */
-export function linkIndex(name: string): number {
-  return libc.ifNameToIndex(name) as number;
 }
 
 /**

@@ -41,3 +41,4 @@ export const ipamPath = (l: Layout) => join(l.runDir, 'ipam.json');
 export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
 /** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */
 export const sharedPinDir = (l: Layout) => join(pinRoot(l), '_shared');
+export const sharedPluginPinDir = (l: Layout, plugin: string) => join(sharedPinDir(l), plugin);

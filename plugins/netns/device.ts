@@ -13,7 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { NotSupportedError, SyscallError } from '../../lib/errors';
 import { ip, ipBatch, ipJson } from '../../lib/net/iproute';
-import { createPair, linkIndex, PairKind } from '../../lib/net/rtnetlink-link';
+import { createPair, PairKind } from '../../lib/net/rtnetlink-link';
+import { linkIndex } from '../../lib/net/netlink';
 
 export const GATEWAY4 = '169.254.1.1';
 export const GATEWAY6 = 'fe80::1';

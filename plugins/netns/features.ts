@@ -6,7 +6,8 @@
  */
 import { SyscallError } from '../../lib/errors';
 import { probeDeviceBpf } from '../../lib/bpf/netdev';
-import { createPair, deleteLink, linkIndex } from '../../lib/net/rtnetlink-link';
+import { createPair, deleteLink } from '../../lib/net/rtnetlink-link';
+import { linkIndex } from '../../lib/net/netlink';
 import { randomName } from './device';
 
 export interface NetnsFeatures {

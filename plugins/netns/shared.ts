@@ -11,15 +11,15 @@
  */
 import type { ReleaseContext } from '../../lib/resources';
 import type { Resource } from '../../lib/state/record';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from '../../lib/bpf/map';
-import { Layout, sharedPinDir } from '../../lib/state/paths';
+import { Layout, sharedPluginPinDir } from '../../lib/state/paths';
 import { withFileLock } from '../../lib/state/lock';
 import { listRecords } from '../../lib/state/record';
 import { EPS_MAP } from './codec';
 
-export const sharedDir = (l: Layout) => join(sharedPinDir(l), 'netns');
+export const sharedDir = (l: Layout) => sharedPluginPinDir(l, 'netns');
 export const epsMapPath = (l: Layout) => join(sharedDir(l), `map_${EPS_MAP}`);
 const lockPath = (l: Layout) => join(l.runDir, 'netns.lock');
 export const uplinkPinPath = (l: Layout, dev: string) => join(sharedDir(l), `link_up_${dev}`);
@@ -27,9 +27,8 @@ export const uplinkPinPath = (l: Layout, dev: string) => join(sharedDir(l), `lin
 /** Runs fn under the netns lock with the shared map's fd, or -1 when fn must create and pin it. */
 export function withSharedState<T>(l: Layout, fn: (epsFd: number) => T): T {
   return withFileLock(lockPath(l), () => {
-    const { ensureBpffs } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
-    ensureBpffs(l.bpffs);
-    mkdirSync(sharedDir(l), { recursive: true, mode: 0o700 });
+    const { ensureSharedPinDir } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
+    ensureSharedPinDir(l, 'netns');
     const map = existsSync(epsMapPath(l)) ? BpfMap.openPinned(epsMapPath(l)) : null;
     try {
       return fn(map ? map.fd : -1);

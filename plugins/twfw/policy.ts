@@ -8,7 +8,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import { ConfigError } from '../../lib/errors';
-import { parseIp } from '../../lib/net/addr';
+import { parseCidr, parseIp } from '../../lib/net/addr';
 import { validate } from '../../lib/schema';
 import type { HostConfig } from '../../lib/host/config';
 import { isPolicyRef } from '../../lib/host/policy-file';
@@ -86,15 +86,11 @@ export function addrBits(address: string, family: 4 | 6): bigint {
   return v;
 }
 
+/** An address (a host prefix) or a prefix, as 128-bit bits (IPv4 v4-mapped) and length. */
 export function parsePrefix(text: string, what: string): Prefix {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text);
-  if (!m) throw new ConfigError(`${what}: ${JSON.stringify(text)} is not an address or prefix`);
-  const { family, address } = parseIp(m[1], what);
-  const max = family === 4 ? 32 : 128;
-  const len = m[2] === undefined ? max : Number(m[2]);
-  if (len > max) throw new ConfigError(`${what}: ${JSON.stringify(text)} has a prefix length over ${max}`);
+  const { family, address, prefixLen: len } = text.includes('/') ? parseCidr(text, what) : { ...parseIp(text, what), prefixLen: undefined };
   const bits = addrBits(address, family);
-  const full = family === 4 ? 96 + len : len;
+  const full = (family === 4 ? 96 : 0) + (len ?? (family === 4 ? 32 : 128));
   if (maskBits(bits, full) !== bits) throw new ConfigError(`${what}: ${JSON.stringify(text)} has host bits set (did you mean ${prefixText({ bits: maskBits(bits, full), len: full })}?)`);
   return { bits, len: full };
 }

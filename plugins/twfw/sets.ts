@@ -9,14 +9,14 @@
  * Sets come from the host config (plugins.twfw.sets, registered when first needed) and from
  * `set update`, which wins until the host is rebooted (both the run dir and bpffs are volatile).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../lib/errors';
 import { BpfMap } from '../../lib/bpf/map';
 import { parseIp } from '../../lib/net/addr';
 import { writeFileAtomic } from '../../lib/state/atomic';
 import { withFileLock } from '../../lib/state/lock';
-import { Layout, sharedPinDir } from '../../lib/state/paths';
+import { Layout, sharedPluginPinDir } from '../../lib/state/paths';
 import { endpoint, setMask } from './codec';
 
 const BPF_MAP_TYPE_HASH = 1;
@@ -34,7 +34,7 @@ interface Registry {
   sets: Record<string, { bit: number; members: string[] }>;
 }
 
-export const setsMapPath = (l: Layout) => join(sharedPinDir(l), 'twfw', 'map_tw_fw_setmem');
+export const setsMapPath = (l: Layout) => join(sharedPluginPinDir(l, 'twfw'), 'map_tw_fw_setmem');
 const registryPath = (l: Layout) => join(l.runDir, 'twfw', 'sets.json');
 const lockPath = (l: Layout) => join(l.runDir, 'twfw', 'sets.lock');
 
@@ -96,9 +96,8 @@ function setBit(map: BpfMap, e: Endpoint, bit: number, on: boolean): void {
 function openOrCreateMap(l: Layout, reg: Registry): BpfMap {
   const path = setsMapPath(l);
   if (existsSync(path)) return BpfMap.openPinned(path);
-  const { ensureBpffs } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
-  ensureBpffs(l.bpffs);
-  mkdirSync(join(sharedPinDir(l), 'twfw'), { recursive: true, mode: 0o700 });
+  const { ensureSharedPinDir } = require('../../lib/host/discovery') as typeof import('../../lib/host/discovery');
+  ensureSharedPinDir(l, 'twfw');
   const map = BpfMap.create(BPF_MAP_TYPE_HASH, 'tw_fw_setmem', endpoint.size, setMask.size, MAX_ENDPOINTS);
   try {
     // A fresh map after a bpffs remount: the registry still knows every member.
