@@ -146,6 +146,19 @@ function main(): void {
   const eps = BpfMap.openPinned(epsMapPath(layout));
   eps.delete(epKey, { addr: plain.ip4 });
   eps.close();
+  // The bound on any redirect: a server netns on a veth pair straight from the client netns, no
+  // host netns between them at all. bpf_redirect_peer can at best remove the host hop, so its gain
+  // over plain cannot exceed direct / plain.
+  const directNs = netnsProc();
+  ip('link', 'add', 'twbd0', 'netns', String(client), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(directNs));
+  inNs(client, ['ip', 'addr', 'add', '10.203.0.1/30', 'dev', 'twbd0']);
+  inNs(client, ['ip', 'link', 'set', 'twbd0', 'up']);
+  inNs(directNs, ['ip', 'link', 'set', 'lo', 'up']);
+  inNs(directNs, ['ip', 'addr', 'add', '10.203.0.2/30', 'dev', 'eth0']);
+  inNs(directNs, ['ip', 'link', 'set', 'eth0', 'up']);
+  const directSrv = spawn('nsenter', [`--net=/proc/${directNs}/ns/net`, tool, 'server', String(PORT)], { stdio: 'ignore' });
+  onCleanup(() => directSrv.kill('SIGKILL'));
+  const direct = { ...plain, id: 'direct', ip4: '10.203.0.2', server: directSrv.pid! };
   sleep(0.3); // the servers listen
 
   type Ctr = typeof bpf;
@@ -165,8 +178,14 @@ function main(): void {
     stream: { run: (c) => tool1('stream', c.ip4, false) },
     hostRr: { run: (c) => Number(sh(tool, ['rr', c.ip4, String(PORT), String(SECS)]).trim()) },
   };
+  const withDirect = ['rr', 'rr1cpu'];
   const variants: Variant<Ctr>[] = Object.entries(measures).flatMap(([m, v]) =>
-    ([['plain', plain], ['bpf', bpf]] as const).map(([name, c]) => ({ name: `${m}:${name}`, setup: () => (v.setup?.(c), c), run: () => v.run(c), teardown: () => v.teardown?.(c) })),
+    ([['plain', plain], ['bpf', bpf], ...(withDirect.includes(m) ? [['direct', direct] as const] : [])] as const).map(([name, c]) => ({
+      name: `${m}:${name}`,
+      setup: () => (v.setup?.(c), c),
+      run: () => v.run(c),
+      teardown: () => v.teardown?.(c),
+    })),
   );
   const n = rounds(15);
   const samples = interleave(n, variants, 1);
@@ -208,8 +227,12 @@ function main(): void {
       `Topology: client netns —veth— host netns —veth— container netns, both containers wired by the real createRuntime hook (device veth, tcx on this kernel), addresses from one /24, the same hops. ` +
       `bpf: tw_ns_to_ctr on the uplink's tcx ingress (bpf_redirect_peer into the container) and tw_ns_from_ctr on the host end's (FIB lookup + bpf_redirect_neigh out). plain: the same pair with its program and endpoint entry removed, routed by the host stack. ` +
       `1-byte TCP request/response and 64 KiB stream (bench/netns-rr.c, TCP_NODELAY), ${SECS} s per sample, ${n} interleaved rounds, ratios per round. rr is unpinned; rr1cpu pins client and server to CPU ${PIN_CPU}; rr2cpu the client to CPU ${PIN_CPU} and the server to CPU 0. ` +
+      `bound: a third server netns on a veth pair straight from the client netns (no host netns, no routing hop, no program): no redirect of the host hop can beat it, so bpf / plain cannot exceed bound / plain. ` +
       `The path check below ran after the rounds with kernel.bpf_stats_enabled=1 (restored to ${statsWas}).`,
-    ratios: Object.keys(measures).map((m) => ratio(label[m], scale(m, samples[`${m}:bpf`]), scale(m, samples[`${m}:plain`]), unit[m], m.startsWith('rr') ? { op: '>=', value: 1.5 } : undefined)),
+    ratios: [
+      ...Object.keys(measures).map((m) => ratio(label[m], scale(m, samples[`${m}:bpf`]), scale(m, samples[`${m}:plain`]), unit[m], m.startsWith('rr') ? { op: '>=', value: 1.5 } : undefined)),
+      ...withDirect.map((m) => ratio(`bound: ${label[m].replace('bpf / plain', 'no host hop at all (client netns straight on the server\'s veth) / plain')}`, samples[`${m}:direct`], samples[`${m}:plain`], unit[m])),
+    ],
     tables: [
       {
         title: 'Path taken (one extra unpinned rr sample per variant; per transaction)',

@@ -10,9 +10,12 @@
  *
  * The hooks follow the cgroup a socket was created in, not its netns: a socket in any netns
  * but the host's is someone else's business (netns wiring) and is left untouched.
+ *
+ * One loaded copy serves every container (lib/bpf/shared.ts): each program reads its container's
+ * addresses from the cgroup storage of the cgroup it is attached to, so a container nested in
+ * sub-cgroups still finds its own.
  */
 #include "taskwire.h"
-#include "task_addr.h"
 #include "ip_per_task.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -20,51 +23,69 @@ char LICENSE[] SEC("license") = "GPL";
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TW_IPT_MAX_BINDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);  /* host-wide: sized for many tasks, filled by few */
 	__type(key, __u64);
 	__type(value, struct tw_ipt_bind);
 } tw_ipt_binds SEC(".maps");
 
+/* Keyed by the cgroup id alone: one value per cgroup, shared by all attach types (5.9+). */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, struct tw_ipt_task);
+} tw_ipt_task SEC(".maps");
+
+static __always_inline struct tw_ipt_task *task(void)
+{
+	return bpf_get_local_storage(&tw_ipt_task, 0);
+}
+
 SEC("cgroup/bind6")
 int tw_ipt_bind6(struct bpf_sock_addr *ctx)
 {
-	if (!tw_task_have_ip6() || !tw_task_in_host_netns(ctx))
+	tw_task_t t = &task()->addr;
+
+	if (!tw_task_have_ip6(t) || !tw_task_in_host_netns(t, ctx))
 		return TW_ALLOW;
 	if (ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2] | ctx->user_ip6[3])
 		return TW_ALLOW;
-	TW_TASK_STORE_IP6(ctx->user_ip6);
+	TW_TASK_STORE_IP6(ctx->user_ip6, t);
 	return TW_ALLOW;
 }
 
 SEC("cgroup/bind4")
 int tw_ipt_bind4(struct bpf_sock_addr *ctx)
 {
-	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx))
+	tw_task_t t = &task()->addr;
+
+	if (!tw_task_have_ip4(t) || !tw_task_in_host_netns(t, ctx))
 		return TW_ALLOW;
 	if (ctx->user_ip4 == 0)
-		ctx->user_ip4 = tw_task.ip4;
+		ctx->user_ip4 = t->ip4;
 	return TW_ALLOW;
 }
 
 SEC("cgroup/connect6")
 int tw_ipt_connect6(struct bpf_sock_addr *ctx)
 {
+	tw_task_t t = &task()->addr;
 	struct sockaddr_in6 sa = { .sin6_family = AF_INET6 };
 	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
 
-	if (!tw_task_in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3))
+	if (!tw_task_in_host_netns(t, ctx) || tw_ip6_is_loopback(w0, w1, w2, w3))
 		return TW_ALLOW;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
 		/* A dual-stack socket reaching IPv4: its source is the v4-mapped task IPv4. */
-		if (!tw_task_have_ip4() || tw_ip4_is_loopback(w3))
+		if (!tw_task_have_ip4(t) || tw_ip4_is_loopback(w3))
 			return TW_ALLOW;
-		tw_ip6_set_v4mapped(sa.sin6_addr.in6_u.u6_addr32, tw_task.ip4);
+		tw_ip6_set_v4mapped(sa.sin6_addr.in6_u.u6_addr32, t->ip4);
 	} else {
-		if (!tw_task_have_ip6())
+		if (!tw_task_have_ip6(t))
 			return TW_ALLOW;
-		sa.sin6_addr.in6_u.u6_addr32[0] = tw_task.ip6[0];
-		sa.sin6_addr.in6_u.u6_addr32[1] = tw_task.ip6[1];
-		sa.sin6_addr.in6_u.u6_addr32[2] = tw_task.ip6[2];
-		sa.sin6_addr.in6_u.u6_addr32[3] = tw_task.ip6[3];
+		sa.sin6_addr.in6_u.u6_addr32[0] = t->ip6[0];
+		sa.sin6_addr.in6_u.u6_addr32[1] = t->ip6[1];
+		sa.sin6_addr.in6_u.u6_addr32[2] = t->ip6[2];
+		sa.sin6_addr.in6_u.u6_addr32[3] = t->ip6[3];
 	}
 	/* Fails with EINVAL on a socket that is already bound: the application chose, keep it. */
 	bpf_bind(ctx, (struct sockaddr *)&sa, sizeof(sa));
@@ -74,11 +95,12 @@ int tw_ipt_connect6(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int tw_ipt_connect4(struct bpf_sock_addr *ctx)
 {
+	tw_task_t t = &task()->addr;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 
-	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
+	if (!tw_task_have_ip4(t) || !tw_task_in_host_netns(t, ctx) || tw_ip4_is_loopback(ctx->user_ip4))
 		return TW_ALLOW;
-	sa.sin_addr.s_addr = tw_task.ip4;
+	sa.sin_addr.s_addr = t->ip4;
 	bpf_bind(ctx, (struct sockaddr *)&sa, sizeof(sa));
 	return TW_ALLOW;
 }
@@ -86,38 +108,44 @@ int tw_ipt_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg6")
 int tw_ipt_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	tw_task_t t = &task()->addr;
 	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
 
 	/* v4-mapped destinations go through udp_sendmsg and so through sendmsg4 below; setting a
 	 * v4-mapped source here would fail with ENOTSUPP. */
-	if (!tw_task_have_ip6() || !tw_task_in_host_netns(ctx) || tw_ip6_is_loopback(w0, w1, w2, w3) || tw_ip6_is_v4mapped(w0, w1, w2))
+	if (!tw_task_have_ip6(t) || !tw_task_in_host_netns(t, ctx) || tw_ip6_is_loopback(w0, w1, w2, w3) || tw_ip6_is_v4mapped(w0, w1, w2))
 		return TW_ALLOW;
 	if (ctx->msg_src_ip6[0] | ctx->msg_src_ip6[1] | ctx->msg_src_ip6[2] | ctx->msg_src_ip6[3])
 		return TW_ALLOW;
-	TW_TASK_STORE_IP6(ctx->msg_src_ip6);
+	TW_TASK_STORE_IP6(ctx->msg_src_ip6, t);
 	return TW_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int tw_ipt_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || tw_ip4_is_loopback(ctx->user_ip4))
+	tw_task_t t = &task()->addr;
+
+	if (!tw_task_have_ip4(t) || !tw_task_in_host_netns(t, ctx) || tw_ip4_is_loopback(ctx->user_ip4))
 		return TW_ALLOW;
 	if (ctx->msg_src_ip4 == 0)
-		ctx->msg_src_ip4 = tw_task.ip4;
+		ctx->msg_src_ip4 = t->ip4;
 	return TW_ALLOW;
 }
 
 static __always_inline int record_bind(struct bpf_sock *sk, int family)
 {
+	struct tw_ipt_task *tt = task();
+	tw_task_t t = &tt->addr;
 	struct tw_ipt_bind b = {
+		.cgroup_id = tt->cgroup_id,
 		.port = sk->src_port,
 		.protocol = sk->protocol,
 		.family = family,
 	};
 	__u64 cookie;
 
-	if (!tw_task_in_host_netns(sk))
+	if (!tw_task_in_host_netns(t, sk))
 		return TW_ALLOW;
 	if (family == AF_INET6) {
 		b.addr[0] = sk->src_ip6[0];

@@ -38,6 +38,7 @@
  * test/integration/localhost-redirect.test.ts checks the source the server sees.
  */
 #include "taskwire.h"
+#define TW_TASK_ADDR_RODATA
 #include "task_addr.h"
 #include "localhost_redirect.h"
 
@@ -124,7 +125,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx)
 	__u32 dst = ctx->user_ip4;
 	struct tw_lr_orig *o;
 
-	if (!tw_task_have_ip4() || !tw_task_in_host_netns(ctx) || !tw_ip4_is_loopback(dst))
+	if (!tw_task_have_ip4(&tw_task) || !tw_task_in_host_netns(&tw_task, ctx) || !tw_ip4_is_loopback(dst))
 		return TW_ALLOW;
 	if (!task_has4(ctx, ctx->protocol == IPPROTO_TCP, (__u16)ctx->user_port))
 		return not_ours();
@@ -144,11 +145,11 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 	__u16 port = (__u16)ctx->user_port;
 	struct tw_lr_orig *o;
 
-	if (!tw_task_in_host_netns(ctx))
+	if (!tw_task_in_host_netns(&tw_task, ctx))
 		return TW_ALLOW;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
 		/* A dual-stack socket reaching IPv4 loopback: its server is the task's IPv4 one. */
-		if (!tw_task_have_ip4() || !tw_ip4_is_loopback(w3))
+		if (!tw_task_have_ip4(&tw_task) || !tw_ip4_is_loopback(w3))
 			return TW_ALLOW;
 		if (!task_has4(ctx, tcp, port))
 			return not_ours();
@@ -160,7 +161,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 		ctx->user_ip6[3] = tw_task.ip4;
 		return TW_ALLOW;
 	}
-	if (!tw_task_have_ip6() || !tw_ip6_is_loopback(w0, w1, w2, w3))
+	if (!tw_task_have_ip6(&tw_task) || !tw_ip6_is_loopback(w0, w1, w2, w3))
 		return TW_ALLOW;
 	if (!task_has6(ctx, tcp, port))
 		return not_ours();
@@ -172,7 +173,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx)
 		o->ip6[3] = w3;
 		o->flags |= TW_LR_ORIG_IP6;
 	}
-	TW_TASK_STORE_IP6(ctx->user_ip6);
+	TW_TASK_STORE_IP6(ctx->user_ip6, &tw_task);
 	return TW_ALLOW;
 }
 
@@ -210,11 +211,11 @@ static __always_inline void translate6(struct bpf_sock_addr *ctx)
 	if (!o)
 		return;
 	if (tw_ip6_is_v4mapped(w0, w1, w2)) {
-		if ((o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4() && w3 == tw_task.ip4)
+		if ((o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4(&tw_task) && w3 == tw_task.ip4)
 			ctx->user_ip6[3] = o->ip4;
 		return;
 	}
-	if (!(o->flags & TW_LR_ORIG_IP6) || !tw_task_have_ip6())
+	if (!(o->flags & TW_LR_ORIG_IP6) || !tw_task_have_ip6(&tw_task))
 		return;
 	if (w0 != tw_task.ip6[0] || w1 != tw_task.ip6[1] || w2 != tw_task.ip6[2] || w3 != tw_task.ip6[3])
 		return;
@@ -228,7 +229,7 @@ static __always_inline void translate4(struct bpf_sock_addr *ctx)
 {
 	struct tw_lr_orig *o = bpf_sk_storage_get(&tw_lr_orig, ctx->sk, 0, 0);
 
-	if (o && (o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4() && ctx->user_ip4 == tw_task.ip4)
+	if (o && (o->flags & TW_LR_ORIG_IP4) && tw_task_have_ip4(&tw_task) && ctx->user_ip4 == tw_task.ip4)
 		ctx->user_ip4 = o->ip4;
 }
 

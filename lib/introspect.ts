@@ -9,8 +9,8 @@
  * they cost a clock read per program run; `withRunTimeStats` holds that fd for a sample.
  */
 import { pinsOf } from './inventory';
-import { closeSync, readFileSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { SyscallError } from './errors';
 import { addressOf, libbpf, readCString } from './ffi';
 import { checkInt } from './bpf/libbpf';
@@ -234,6 +234,15 @@ export function describePin(path: string, rel: string): PinnedObject {
 export function containerObjects(layout: Layout, id: string): PinnedObject[] {
   const dir = containerPinDir(layout, id);
   return pinsOf(layout, id).map((rel) => describePin(join(dir, rel), rel));
+}
+
+/** The maps of a host-wide loaded object (lib/bpf/shared.ts), named _shared/objects/<set>/map_<name>. */
+export function sharedObjectMaps(dir: string): PinnedObject[] {
+  const rel = `_shared/objects/${basename(dir)}`;
+  return readdirSync(dir)
+    .filter((n) => n.startsWith('map_'))
+    .sort()
+    .map((n) => describePin(join(dir, n), `${rel}/${n}`));
 }
 
 /** Whether the kernel counts run time right now (someone holds stats on, or the sysctl). */

@@ -3,9 +3,10 @@
  * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
  * the same inode (cgroup id) it had at create time; a reused name is a different cgroup.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { sharedObjectsDir } from './bpf/shared';
 import { destroyContainer } from './pipeline';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
@@ -18,9 +19,14 @@ export interface ContainerView {
   complete: boolean;
   createdAt: string;
   cgroup: string;
+  cgroupId: string;
   plugins: { name: string; summary: Record<string, unknown> }[];
   pins: string[];
+  /** Host-wide loaded objects (lib/bpf/shared.ts) its programs are linked from. */
+  sharedObjects: string[];
 }
+
+const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
 
 export function isAlive(rec: ContainerRecord): boolean {
   try {
@@ -47,8 +53,10 @@ export function listContainers(layout: Layout): ContainerView[] {
     complete: r.complete,
     createdAt: r.createdAt,
     cgroup: r.cgroup,
+    cgroupId: r.cgroupId,
     plugins: r.plugins,
     pins: pinsOf(layout, r.id),
+    sharedObjects: sharedObjectsOf(r),
   }));
 }
 
@@ -75,6 +83,17 @@ export function gcCandidates(layout: Layout): GcItem[] {
   }
   for (const [address, e] of Object.entries(ipamEntries(layout)))
     if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
+  // Loaded objects stay for the next container (lib/bpf/shared.ts); gc unloads those no live
+  // container is linked from, such as earlier builds. After the dead, like the netns pins.
+  const used = new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
+  let sets: string[] = [];
+  try {
+    sets = readdirSync(sharedObjectsDir(layout));
+  } catch {
+    /* nothing loaded */
+  }
+  for (const n of sets)
+    if (!used.has(join(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
   // Host-wide pins outlive their last user when its poststop never ran; last, after the dead.
   const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
   if (existsSync(netnsShared.sharedDir(layout)) && netnsShared.netnsUsers(layout).length === 0)
@@ -83,12 +102,19 @@ export function gcCandidates(layout: Layout): GcItem[] {
 }
 
 const NETNS_SHARED_ITEM = '_shared/netns';
+const SHARED_OBJECT_ITEM = '_shared/objects/';
 
 export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
   const removed: GcItem[] = [];
   const failed: { id: string; error: string }[] = [];
   for (const item of gcCandidates(layout)) {
     if (dryRun) {
+      removed.push(item);
+      continue;
+    }
+    if (item.id.startsWith(SHARED_OBJECT_ITEM)) {
+      // Unpinning the programs unloads those no link holds; maps go with their last user.
+      rmSync(join(sharedObjectsDir(layout), item.id.slice(SHARED_OBJECT_ITEM.length)), { recursive: true, force: true });
       removed.push(item);
       continue;
     }

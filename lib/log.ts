@@ -3,9 +3,11 @@
  * milliseconds and an async destination would lose the last lines. Nothing goes to stdout
  * (runtimes treat hook output specially); a failing hook prints its one line itself.
  *
- * Loading pino costs a hook about 6 ms of start-up (bench/results/README.md); a hand-written
- * writer was tried and measured, and pino kept: one well-kept logger for hook and CLI.
+ * pino does the logging (levels, child bindings, serializers, JSON) for hook and CLI alike; a
+ * hand-written logger was tried and dropped. Only its destination is ours (appendTo below).
  */
+import { mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { Logger } from 'pino';
 
 export type { Logger };
@@ -17,14 +19,31 @@ export type { Logger };
  */
 const nowhere = { write(): void {} };
 
+/**
+ * pino's destination: each line one write(2) to a descriptor, the file opened O_APPEND (lines of
+ * concurrent hooks never interleave). pino.destination() is sonic-boom, whose buffering and
+ * asynchronous machinery a hook that writes a few lines synchronously and exits never uses, and
+ * which cost it about half a millisecond to load and build (bench/results, hook-latency).
+ */
+function appendTo(fd: number): { write(line: string): void } {
+  return {
+    write(line) {
+      writeSync(fd, line);
+    },
+  };
+}
+
 export function openLog(file: string | null, level: string, bindings: Record<string, unknown> = {}): Logger {
   if (!file || level === 'silent') return pino({ level: 'silent' }, nowhere);
+  let fd: number;
   try {
-    return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: file, sync: true, mkdir: true }));
+    mkdirSync(dirname(file), { recursive: true });
+    fd = openSync(file, 'a', 0o640);
   } catch {
     // A log we cannot open must not stop containers; warnings still reach stderr.
-    return pino({ level: 'warn', base: bindings }, pino.destination({ dest: 2, sync: true }));
+    return pino({ level: 'warn', base: bindings }, appendTo(2));
   }
+  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, appendTo(fd));
 }
 
 export const silentLog: Logger = pino({ level: 'silent' }, nowhere);

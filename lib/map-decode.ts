@@ -11,7 +11,7 @@ import { BtfType, records, typeById } from './bpf/btf';
 import type { StructCodec } from './bpf/codec';
 import { BpfMap, numPossibleCpus } from './bpf/map';
 import { libbpf, readBytes, readCString } from './ffi';
-import { containerObjects, kindOfFd, mapInfo, type MapInfo, withPinned } from './introspect';
+import { containerObjects, kindOfFd, mapInfo, sharedObjectMaps, type MapInfo, withPinned } from './introspect';
 import { registry } from '../plugins/index';
 import { existsSync } from 'node:fs';
 import { ConfigError } from './errors';
@@ -284,15 +284,36 @@ export function dumpPinnedMap(path: string, rel = path, limit?: number): PinnedM
   });
 }
 
-/** Every pinned map of a container (or the ones whose pin or kernel name is `only`), decoded. */
+/**
+ * A host-wide map shown for one container: its entries only, told by the cgroup id in the key
+ * (cgroup storage) or in the value's cgroup_id field (lib/bpf/shared.ts).
+ */
+function onlyCgroup(d: PinnedMapDump, cgroupId: string): PinnedMapDump {
+  const mine = (e: { key: Decoded; value: Decoded }) =>
+    d.map.type.startsWith('cgroup_storage') ? String(e.key) === cgroupId : String((e.value as Record<string, Decoded> | null)?.cgroup_id) === cgroupId;
+  return { ...d, entries: d.entries.filter(mine) };
+}
+
+/**
+ * Every pinned map of a container (or the ones whose pin or kernel name is `only`), decoded:
+ * its own pins, then the maps of host-wide loaded objects it is linked from, filtered to it
+ * (named _shared/objects/<set>/map_<name>).
+ */
 export function inspectContainer(layout: Layout, id: string, only?: string, limit?: number): PinnedMapDump[] {
   const dir = containerPinDir(layout, id);
-  if (!existsSync(dir) && !readRecord(layout, id)) throw new ConfigError(`no container ${JSON.stringify(id)} is managed here (see taskwire ls)`);
-  const maps = containerObjects(layout, id).filter((o) => o.kind === 'map');
+  const rec = readRecord(layout, id);
+  if (!existsSync(dir) && !rec) throw new ConfigError(`no container ${JSON.stringify(id)} is managed here (see taskwire ls)`);
+  const shared = (rec?.resources ?? [])
+    .filter((r) => r.kind === 'shared-object' && existsSync(r.path as string))
+    .flatMap((r) => sharedObjectMaps(r.path as string));
+  const maps = [...containerObjects(layout, id).filter((o) => o.kind === 'map'), ...shared];
   const wanted = only
     ? maps.filter((o) => [o.rel, o.rel.split('/').pop(), o.rel.split('/').pop()!.replace(/^map_/, ''), o.map?.name].includes(only))
     : maps;
   if (only && !wanted.length)
     throw new ConfigError(`container ${id} has no pinned map ${JSON.stringify(only)} (pinned: ${maps.map((m) => m.rel).join(', ') || 'none'})`);
-  return wanted.map((o) => dumpPinnedMap(o.path, o.rel, limit));
+  return wanted.map((o) => {
+    const d = dumpPinnedMap(o.path, o.rel, limit);
+    return shared.includes(o) ? onlyCgroup(d, rec!.cgroupId) : d;
+  });
 }

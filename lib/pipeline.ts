@@ -97,6 +97,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   const outputs = new Map<string, unknown>();
   const objects: BpfObject[] = [];
   let cgroupFd = -1;
+  const openCgroup = (): number => (cgroupFd = cgroupFd < 0 ? openSync(c.cgroupDir, 'r') : cgroupFd);
   let pinRootMade = false;
 
   const acquire = <T>(resource: Resource, create: () => T, recordFirst = true): T => {
@@ -111,9 +112,10 @@ export function createContainer(o: CreateOptions): ContainerRecord {
     return out;
   };
 
+  // The record is first written by the first acquire (nothing to undo before that), and the
+  // last plugin's summary goes out with `complete`: each write is a temp file, fsync, rename.
   try {
-    writeRecord(layout, rec);
-    for (const s of o.selected) {
+    for (const [i, s] of o.selected.entries()) {
       const pinDir = pluginPinDir(layout, c.id, s.def.name);
       const ensurePinDir = (): string => {
         if (!pinRootMade) {
@@ -141,22 +143,32 @@ export function createContainer(o: CreateOptions): ContainerRecord {
         },
         loadIntoCgroup: (object: string, opts: CgroupLoad = {}) => {
           ensurePinDir();
-          if (cgroupFd < 0) cgroupFd = openSync(c.cgroupDir, 'r');
           const { loadIntoCgroup } = require('./bpf/cgroup') as typeof import('./bpf/cgroup');
-          const obj = loadIntoCgroup(object, cgroupFd, pinDir, opts);
+          const obj = loadIntoCgroup(object, openCgroup(), pinDir, opts);
           objects.push(obj);
           return obj;
+        },
+        attachShared: (object: string, opts: { skipPrograms?: string[] } = {}) => {
+          ensurePinDir();
+          const { SharedObject } = require('./bpf/shared') as typeof import('./bpf/shared');
+          const shared = SharedObject.ensure(layout, object);
+          // A reference for gc (the set outlives this container); its release is a no-op.
+          acquire({ kind: 'shared-object', path: shared.dir }, () => undefined);
+          return { shared, programs: shared.attachCgroup(openCgroup(), pinDir, opts.skipPrograms) };
         },
       };
       ctx.checkDeadline();
       const summary = s.def.attach(ctx, s.config);
       outputs.set(s.def.name, summary);
       rec.plugins.push({ name: s.def.name, summary });
+      rec.complete = i === o.selected.length - 1;
       writeRecord(layout, rec);
       o.log.info({ plugin: s.def.name, summary }, 'attached');
     }
-    rec.complete = true;
-    writeRecord(layout, rec);
+    if (!rec.complete) {
+      rec.complete = true; // no plugin selected
+      writeRecord(layout, rec);
+    }
     return rec;
   } catch (err) {
     o.log.error({ err }, 'create failed; undoing');

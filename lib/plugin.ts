@@ -10,6 +10,7 @@ import type { HostConfig } from './host/config';
 import type { Layout } from './state/paths';
 import type { Resource } from './state/record';
 import type { BpfObject, OpenOptions } from './bpf/object';
+import type { SharedObject } from './bpf/shared';
 
 export interface ParseContext<H> {
   host: HostConfig;
@@ -44,6 +45,12 @@ export interface PluginContext<H> extends ParseContext<H> {
   acquire<T>(resource: Resource, create: () => T, recordFirst?: boolean): T;
   /** Loads a BPF object from build/bpf and attaches all its loaded programs to the container's cgroup. */
   loadIntoCgroup(object: string, opts?: CgroupLoad): BpfObject;
+  /**
+   * Links the programs of an object loaded once per host (lib/bpf/shared.ts; loaded now if this
+   * is the first container) to the container's cgroup, pinning the links in pinDir. Per-container
+   * values go in the object's cgroup storage map afterwards.
+   */
+  attachShared(object: string, opts?: { skipPrograms?: string[] }): { shared: SharedObject; programs: string[] };
   /** Throws when the hook's own deadline has passed. */
   checkDeadline(): void;
 }

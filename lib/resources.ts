@@ -85,6 +85,13 @@ registerResourceKind('map-entry', (r) => {
   }
 });
 
+/**
+ * A container's use of a host-wide loaded object (lib/bpf/shared.ts): nothing to undo, its links
+ * went with the pin dir; the set stays loaded for the next container and `taskwire gc` removes
+ * the sets no record refers to.
+ */
+registerResourceKind('shared-object', () => {});
+
 /** A plain file of ours (twfw's policy state under the run dir); gone already is fine. */
 registerResourceKind('file', (r) => rmSync(r.path as string, { force: true }));
 

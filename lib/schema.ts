@@ -1,9 +1,9 @@
 /* Validation through the precompiled ajv validators (scripts/gen-validators.js). */
 import { ConfigError } from './errors';
-import { byId } from './generated/validators';
+import { validator } from './generated/validators';
 
 export function validate<T>(schemaId: string, data: unknown, what: string): T {
-  const fn = byId[schemaId];
+  const fn = validator(schemaId);
   if (!fn) throw new Error(`no validator for schema ${schemaId} (run make)`);
   if (fn(data)) return data as T;
   const e = fn.errors?.[0];

@@ -82,7 +82,9 @@ const PLUGINS = [
     prepare: peerListener,
     inside: serveAndCall,
     async show(ctx, s) {
-      const lines = [`got ${[s.ip6, s.ip4].filter(Boolean).join(' and ')} on ${s.device || 'lo'}; ${s.programs.length} programs on its cgroup`];
+      const lines = [
+        `got ${[s.ip6, s.ip4].filter(Boolean).join(' and ')} on ${s.device || 'lo'}; ${s.programs.length} programs linked to its cgroup from the host's one verified copy (_shared/objects: later containers only link)`,
+      ];
       const bound = await until(() => listenersOn(ctx.port), 'the server to listen');
       const reply = await httpGet(s.ip6, ctx.port);
       lines.push(`httpd in the container bound *:${ctx.port}; the host sees it listening on ${bound.join(', ')} and GET http://[${s.ip6}]:${ctx.port}/ answers "${reply.trim()}"`);

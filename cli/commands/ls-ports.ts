@@ -1,14 +1,15 @@
 /*
- * `taskwire ls --ports`: who listens where, from ip-per-task's post-bind map (tw_ipt_binds,
- * one entry per bound socket of the task, kept exact by post_bind and sock_release), and, for
- * containers with localhost-redirect, the loopback address through which the task reaches it.
+ * `taskwire ls --ports`: who listens where, from ip-per-task's host-wide post-bind map
+ * (tw_ipt_binds, one entry per bound socket, kept exact by post_bind and sock_release, tagged
+ * with the container's cgroup id), and, for containers with localhost-redirect, the loopback
+ * address through which the task reaches it.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename } from 'node:path';
 import { BpfMap } from '../../lib/bpf/map';
+import { sharedMapPath } from '../../lib/bpf/shared';
 import type { ContainerView } from '../../lib/inventory';
-import { pluginPinDir, type Layout } from '../../lib/state/paths';
-import { bindKey, bindValue, BINDS_MAP } from '../../plugins/ip-per-task/codec';
+import { bindKey, bindValue, BINDS_MAP, BPF_OBJECT } from '../../plugins/ip-per-task/codec';
 
 export interface PortView {
   container: string;
@@ -27,15 +28,26 @@ function loopbackFor(c: ContainerView, address: string): string | null {
   return hit === undefined ? null : hit.includes(':') ? hit : '127.0.0.1';
 }
 
-export function listPorts(layout: Layout, containers: ContainerView[]): PortView[] {
+export function listPorts(containers: ContainerView[]): PortView[] {
   const out: PortView[] = [];
-  for (const c of containers) {
-    const path = join(pluginPinDir(layout, c.id, 'ip-per-task'), `map_${BINDS_MAP}`);
+  // Containers by the loaded ip-per-task object they are linked from (one, but for containers
+  // started before an upgrade), then by cgroup id.
+  const bySet = new Map<string, Map<bigint, ContainerView>>();
+  for (const c of containers)
+    for (const dir of c.sharedObjects)
+      if (basename(dir).startsWith(`${BPF_OBJECT}-`)) {
+        const byCgroup = bySet.get(dir) ?? new Map<bigint, ContainerView>();
+        bySet.set(dir, byCgroup.set(BigInt(c.cgroupId), c));
+      }
+  for (const [dir, byCgroup] of bySet) {
+    const path = sharedMapPath(dir, BINDS_MAP);
     if (!existsSync(path)) continue;
     const map = BpfMap.openPinned(path);
     try {
-      for (const [, b] of map.entries(bindKey, bindValue))
-        out.push({ container: c.id, protocol: PROTOCOLS[b.protocol] ?? String(b.protocol), address: b.addr, port: b.port, localhost: loopbackFor(c, b.addr) });
+      for (const [, b] of map.entries(bindKey, bindValue)) {
+        const c = byCgroup.get(b.cgroup_id);
+        if (c) out.push({ container: c.id, protocol: PROTOCOLS[b.protocol] ?? String(b.protocol), address: b.addr, port: b.port, localhost: loopbackFor(c, b.addr) });
+      }
     } finally {
       map.close();
     }

@@ -69,7 +69,7 @@ export function registerLs(program: Command): void {
     .action((opts: { json?: boolean; ports?: boolean }, cmd: Command) => {
       const { layout } = cliContext(cmd);
       if (opts.ports) {
-        const ports = listPorts(layout, listContainers(layout));
+        const ports = listPorts(listContainers(layout));
         return opts.json ? printJson(ports) : printTable(PORT_HEADER, portRows(ports));
       }
       const list = listContainers(layout).map((c) => ({ ...c, devices: devices(c.plugins), programs: kernelPrograms(layout, c.id) }));

@@ -3,7 +3,7 @@
  * (next to its plugin) mirroring bpf/include/*.h; a test checks every codec against the BTF of
  * the built object, so the two sides cannot drift. Layout follows C's natural alignment.
  */
-import ipaddr from 'ipaddr.js';
+import { ipBytes, ipFromBytes } from '../net/addr';
 
 export interface FieldCodec<T> {
   readonly size: number;
@@ -46,21 +46,30 @@ export const ip6Addr: FieldCodec<string> = {
   size: 16,
   align: 4,
   read: (b, o) => {
-    const a = ipaddr.fromByteArray([...b.subarray(o, o + 16)]) as ipaddr.IPv6;
-    return a.isIPv4MappedAddress() ? a.toIPv4Address().toString() : a.toString();
+    const a = b.subarray(o, o + 16);
+    const mapped = a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff;
+    return ipFromBytes(mapped ? a.subarray(12) : a);
   },
   write: (b, o, v) => {
-    const a = ipaddr.parse(v);
-    const v6 = a.kind() === 'ipv4' ? (a as ipaddr.IPv4).toIPv4MappedAddress() : (a as ipaddr.IPv6);
-    Buffer.from(v6.toByteArray()).copy(b, o);
+    const a = ipBytes(v);
+    if (a.length === 16) Buffer.from(a).copy(b, o);
+    else {
+      b.fill(0, o, o + 10);
+      b.writeUInt16BE(0xffff, o + 10);
+      Buffer.from(a).copy(b, o + 12);
+    }
   },
 };
 
 export const ip4Addr: FieldCodec<string> = {
   size: 4,
   align: 4,
-  read: (b, o) => ipaddr.fromByteArray([...b.subarray(o, o + 4)]).toString(),
-  write: (b, o, v) => Buffer.from(ipaddr.IPv4.parse(v).toByteArray()).copy(b, o),
+  read: (b, o) => ipFromBytes(b.subarray(o, o + 4)),
+  write: (b, o, v) => {
+    const a = ipBytes(v);
+    if (a.length !== 4) throw new RangeError(`${v} is not an IPv4 address`);
+    Buffer.from(a).copy(b, o);
+  },
 };
 
 export function bytes(size: number, align = 1): FieldCodec<Buffer> {

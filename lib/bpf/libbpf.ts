@@ -12,21 +12,31 @@ const recent: string[] = [];
 const RECENT_LINES = 200;
 let total = 0;
 
-registerPrint((level, text) => {
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    recent.push(line);
-    total++;
-    if (recent.length > RECENT_LINES) recent.shift();
-  }
-  sink(level === 0 ? 'warn' : level === 1 ? 'info' : 'debug', text.trimEnd());
-});
+// Registered before the first object is opened, not at load: a hook that only links programs
+// loaded earlier (lib/bpf/shared.ts) never hears from libbpf, and a koffi callback costs it
+// most of a millisecond.
+let printing = false;
+function capturePrint(): void {
+  if (printing) return;
+  printing = true;
+  registerPrint((level, text) => {
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      recent.push(line);
+      total++;
+      if (recent.length > RECENT_LINES) recent.shift();
+    }
+    sink(level === 0 ? 'warn' : level === 1 ? 'info' : 'debug', text.trimEnd());
+  });
+}
 
 export function setLibbpfLogSink(fn: LogSink): void {
   sink = fn;
 }
 
+/** Call before anything libbpf may explain at length (opening, loading an object). */
 export function logMark(): number {
+  capturePrint();
   return total;
 }
 

@@ -26,6 +26,11 @@ export class BpfProgram {
     checkInt(libbpf.progSetAutoload(this.ptr, on), `program ${this.name}: set autoload`);
   }
 
+  /** The attach type libbpf derived from the section name (enum bpf_attach_type). */
+  get expectedAttachType(): number {
+    return libbpf.progExpectedAttachType(this.ptr) as number;
+  }
+
   /** Attaches through a bpf_link (BPF_F_ALLOW_MULTI semantics) and returns it, not yet pinned. */
   attachCgroup(cgroupFd: number): BpfLink {
     const link = checkPtr(libbpf.progAttachCgroup(this.ptr, cgroupFd), `attach ${this.name} (${this.section}) to cgroup`);
@@ -84,6 +89,7 @@ export class BpfObject {
   ) {}
 
   static open(path: string, opts: OpenOptions = {}): BpfObject {
+    logMark(); // libbpf's messages about the ELF and BTF reach the log too
     const obj = new BpfObject(checkPtr(libbpf.objOpenFile(path, null), `open BPF object ${path}`), path);
     try {
       for (const [name, v] of Object.entries(opts.rodata ?? {})) obj.setConstant(name, Buffer.isBuffer(v) ? v : v.codec.encode(v.value));
@@ -129,6 +135,16 @@ export class BpfObject {
     const out: BpfProgram[] = [];
     for (let p = libbpf.objNextProg(this.ptr, null); !isNull(p); p = libbpf.objNextProg(this.ptr, p))
       if (libbpf.progAutoload(p)) out.push(new BpfProgram(this, p, readCString(libbpf.progName(p)), readCString(libbpf.progSection(p))));
+    return out;
+  }
+
+  /** Named maps (not the .rodata/.bss sections libbpf turns into maps). */
+  mapNames(): string[] {
+    const out: string[] = [];
+    for (let m = libbpf.objNextMap(this.ptr, null); !isNull(m); m = libbpf.objNextMap(this.ptr, m)) {
+      const name = readCString(libbpf.mapName(m));
+      if (!name.includes('.')) out.push(name);
+    }
     return out;
   }
 

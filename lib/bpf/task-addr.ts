@@ -1,7 +1,8 @@
 /*
  * The task's own addresses as the BPF objects of ip-per-task and localhost-redirect read them:
- * the .rodata constant tw_task of bpf/include/task_addr.h, one definition on each side. Plugins
- * re-export taskAddr from their codec.ts so the BTF check covers every object that embeds it.
+ * struct tw_task_addr of bpf/include/task_addr.h (in ip-per-task's cgroup storage, in
+ * localhost-redirect's .rodata constant tw_task), one definition on each side. Plugins re-export
+ * taskAddr from their codec.ts so the BTF check covers every object that embeds it.
  */
 import { array, struct, u32, u64 } from './codec';
 import { ip4Word, ip6Words } from '../net/addr';
@@ -16,18 +17,20 @@ export const taskAddr = struct('tw_task_addr', {
   host_netns_cookie: u64,
 });
 
-/** The `rodata` entry for an object that includes task_addr.h. */
-export function taskAddrConstant(addrs: { ip6: string | null; ip4: string | null }) {
+type TaskAddrs = { ip6: string | null; ip4: string | null };
+
+/** struct tw_task_addr for these addresses, with the host's netns cookie. */
+export function taskAddrValue(addrs: TaskAddrs) {
   const { currentNetnsCookie } = require('../host/discovery') as typeof import('../host/discovery');
   return {
-    tw_task: {
-      codec: taskAddr,
-      value: {
-        ip6: addrs.ip6 ? ip6Words(addrs.ip6) : [0, 0, 0, 0],
-        ip4: addrs.ip4 ? ip4Word(addrs.ip4) : 0,
-        flags: (addrs.ip6 ? TASK_HAVE_IP6 : 0) | (addrs.ip4 ? TASK_HAVE_IP4 : 0),
-        host_netns_cookie: currentNetnsCookie(),
-      },
-    },
+    ip6: addrs.ip6 ? ip6Words(addrs.ip6) : [0, 0, 0, 0],
+    ip4: addrs.ip4 ? ip4Word(addrs.ip4) : 0,
+    flags: (addrs.ip6 ? TASK_HAVE_IP6 : 0) | (addrs.ip4 ? TASK_HAVE_IP4 : 0),
+    host_netns_cookie: currentNetnsCookie(),
   };
+}
+
+/** The `rodata` entry for an object that defines TW_TASK_ADDR_RODATA. */
+export function taskAddrConstant(addrs: TaskAddrs) {
+  return { tw_task: { codec: taskAddr, value: taskAddrValue(addrs) } };
 }

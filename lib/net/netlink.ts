@@ -4,9 +4,9 @@
  * addons, and spawning `ip` would cost the hook a few milliseconds of its start-up budget per
  * address. Anything more involved (links, routes, netns) goes through iproute2 instead.
  */
-import ipaddr from 'ipaddr.js';
 import { SyscallError } from '../errors';
 import { errno, libc } from '../ffi';
+import { ipBytes } from './addr';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -74,9 +74,8 @@ export function request(type: number, flags: number, body: Buffer, what: string)
 }
 
 function addrMessage(ifname: string, address: string, prefixLen: number, flags: number): Buffer {
-  const ip = ipaddr.parse(address);
-  const raw = Buffer.from(ip.toByteArray());
-  const family = ip.kind() === 'ipv6' ? 10 : 2;
+  const raw = Buffer.from(ipBytes(address));
+  const family = raw.length === 16 ? 10 : 2;
   const ifa = Buffer.alloc(8);
   ifa.writeUInt8(family, 0);
   ifa.writeUInt8(prefixLen, 1);

@@ -12,9 +12,9 @@
 import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
-import { taskAddrConstant } from '../../lib/bpf/task-addr';
+import { taskAddrValue } from '../../lib/bpf/task-addr';
 import { AddressRequest, claimAddresses, resolveAddressRequest } from '../../lib/net/task-address';
-import { BINDS_MAP, BPF_OBJECT } from './codec';
+import { BPF_OBJECT, TASK_MAP, taskKey, taskValue } from './codec';
 
 export interface IptHostSection {
   enabled: boolean;
@@ -66,11 +66,17 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     // exists costs its sockets something (a sendmsg hook takes the socket lock per datagram).
     // connect6 stays for v4-mapped destinations, post_bind and release for the binds map.
     const skip = [...(addrs.ip4 ? [] : V4_ONLY_PROGRAMS), ...(addrs.ip6 ? [] : V6_ONLY_PROGRAMS)];
-    const obj = ctx.loadIntoCgroup(BPF_OBJECT, {
-      rodata: taskAddrConstant(addrs),
-      pinMaps: [BINDS_MAP],
-      skipPrograms: skip,
-    });
-    return { ...addrs, device, programs: obj.programs().map((p) => p.name) };
+    // Loaded once per host; this container's addresses go in its cgroup storage, which the
+    // links just created. Until this update the programs see zeros and leave sockets alone;
+    // the container's process has not run yet.
+    const { shared, programs } = ctx.attachShared(BPF_OBJECT, { skipPrograms: skip });
+    const task = shared.openMap(TASK_MAP);
+    try {
+      const cgroupId = ctx.container.cgroupId;
+      task.update(taskKey, cgroupId, taskValue, { addr: taskAddrValue(addrs), cgroup_id: cgroupId });
+    } finally {
+      task.close();
+    }
+    return { ...addrs, device, programs };
   },
 });

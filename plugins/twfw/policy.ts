@@ -6,9 +6,8 @@
  * A normalized rule has its direction, action and conditions as numbers and 128-bit prefixes
  * (IPv4 v4-mapped), ready for the compiler; nothing here touches the kernel.
  */
-import ipaddr from 'ipaddr.js';
 import { ConfigError } from '../../lib/errors';
-import { parseCidr, parseIp } from '../../lib/net/addr';
+import { ipBytes, ipFromBytes, parseCidr, parseIp } from '../../lib/net/addr';
 import { validate } from '../../lib/schema';
 import type { HostConfig } from '../../lib/host/config';
 import { isPolicyRef } from '../../lib/host/policy-file';
@@ -82,7 +81,7 @@ export function maskBits(bits: bigint, len: number): bigint {
 export function addrBits(address: string, family: 4 | 6): bigint {
   if (family === 4) return V4_MAPPED | BigInt(address.split('.').reduce((n, o) => n * 256 + Number(o), 0));
   let v = 0n;
-  for (const b of ipaddr.IPv6.parse(address).toByteArray()) v = (v << 8n) | BigInt(b);
+  for (const b of ipBytes(address)) v = (v << 8n) | BigInt(b);
   return v;
 }
 
@@ -99,7 +98,7 @@ export function prefixText(p: Prefix): string {
   const bytes: number[] = [];
   for (let i = 15; i >= 0; i--) bytes.push(Number((p.bits >> BigInt(i * 8)) & 0xffn));
   if (p.len >= 96 && (p.bits >> 32n) === 0xffffn) return `${bytes.slice(12).join('.')}/${p.len - 96}`;
-  return `${ipaddr.fromByteArray(bytes).toString()}/${p.len}`;
+  return `${ipFromBytes(Uint8Array.from(bytes))}/${p.len}`;
 }
 
 function parseAction(a: ActionText): { action: number; log: boolean } {

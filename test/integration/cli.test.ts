@@ -5,14 +5,14 @@
  * inspect is checked against bpftool's typed dump of the same pinned map.
  */
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename } from 'node:path';
 import { main } from '../../cli/taskwire';
-import { containerPinDir } from '../../lib/state/paths';
 import { actor, once } from '../helpers/net';
 import { describePrivileged } from '../helpers/privileged';
 import { runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { startTask, Task } from '../helpers/task';
-import { BINDS_MAP } from '../../plugins/ip-per-task/codec';
+import { BINDS_MAP, TASK_MAP } from '../../plugins/ip-per-task/codec';
+import { sharedMapPath } from '../../lib/bpf/shared';
 
 interface Run {
   code: number;
@@ -44,6 +44,7 @@ describePrivileged(
     let ip6: string;
     let port: number;
     let binds: string;
+    let sharedRel: string;
 
     beforeAll(async () => {
       host = testHost();
@@ -51,7 +52,9 @@ describePrivileged(
       ip6 = t.summary<{ ip6: string }>('ip-per-task').ip6;
       const srv = actor(t.cgroup, { op: 'tcp-listen', host: '::', port: 0, ipv6Only: true });
       port = (await srv.next('listening')).port;
-      binds = join(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id), 'ip-per-task', `map_${BINDS_MAP}`);
+      const set = t.record.resources.find((r) => r.kind === 'shared-object')!.path as string;
+      sharedRel = `_shared/objects/${basename(set)}`;
+      binds = sharedMapPath(set, BINDS_MAP);
     });
     afterAll(runCleanups);
 
@@ -78,24 +81,31 @@ describePrivileged(
 
     test('inspect: the binds map decoded (address as text, port as number), same data as bpftool', async () => {
       const json = JSON.parse((await cli('--config', host.configPath, 'inspect', t.id, '--json')).out);
-      const d = json.find((x: any) => x.rel === `ip-per-task/map_${BINDS_MAP}`);
+      // The host-wide map of the loaded object, shown with this container's entries only.
+      const d = json.find((x: any) => x.rel === `${sharedRel}/map_${BINDS_MAP}`);
       expect(d.valueType).toBe('struct tw_ipt_bind');
+      expect(d.entries.every((e: any) => String(e.value.cgroup_id) === t.record.cgroupId)).toBe(true);
       const mine = d.entries.filter((e: any) => e.value.port === port);
-      expect(mine).toEqual([{ key: expect.any(Number), value: { addr: ip6, port, protocol: 6, family: 10 } }]);
+      expect(mine).toEqual([{ key: expect.any(Number), value: { cgroup_id: expect.anything(), addr: ip6, port, protocol: 6, family: 10 } }]);
+      // Its cgroup storage: this container's addresses.
+      const task = json.find((x: any) => x.rel === `${sharedRel}/map_${TASK_MAP}`);
+      expect(task.entries).toHaveLength(1);
+      expect(String(task.entries[0].value.cgroup_id)).toBe(t.record.cgroupId);
 
       // bpftool shows the same entries typed through the map's BTF.
       const bt = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', binds], { encoding: 'utf8' }));
       const fromBpftool = bt.map((e: any) => ({ key: Number(e.formatted.key), port: e.formatted.value.port, protocol: e.formatted.value.protocol }));
       expect(fromBpftool).toContainEqual({ key: mine[0].key, port, protocol: 6 });
-      expect(bt.length).toBe(d.entries.length);
+      expect(bt.length).toBeGreaterThanOrEqual(d.entries.length);
 
       const text = await cli('--config', host.configPath, 'inspect', t.id, BINDS_MAP);
       expect(text.code).toBe(0);
-      expect(text.out).toContain(`ip-per-task/map_${BINDS_MAP}: hash map`);
+      expect(text.out).toContain(`${sharedRel}/map_${BINDS_MAP}: hash map`);
       expect(text.out).toContain(`addr=${ip6} port=${port} protocol=6 family=10`);
 
+      // By pin path: the whole map, unfiltered.
       const byPath = JSON.parse((await cli('inspect', binds, '--json')).out);
-      expect(byPath[0].entries).toEqual(d.entries);
+      expect(byPath[0].entries).toEqual(expect.arrayContaining(d.entries));
     });
 
     test('inspect: unknown container and unknown map are one-line errors with exit 1', async () => {
@@ -105,7 +115,7 @@ describePrivileged(
       expect(r1.err).toMatch(/no container "no-such-container"/);
       const r2 = await cli('--config', host.configPath, 'inspect', t.id, 'nope');
       expect(r2.code).toBe(1);
-      expect(r2.err).toMatch(/has no pinned map "nope" \(pinned: ip-per-task\/map_tw_ipt_binds\)/);
+      expect(r2.err).toMatch(/has no pinned map "nope" \(pinned: _shared\/objects\/ip_per_task-[0-9-]+\/map_tw_ipt_binds, _shared\/objects\/ip_per_task-[0-9-]+\/map_tw_ipt_task\)/);
     });
 
     test('stats: a sample counts the runs of connects made meanwhile; JIT size and map memory', async () => {

@@ -1,5 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
 import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
@@ -9,6 +10,9 @@ import { silentLog } from '../../lib/log';
 import { actor, once } from '../helpers/net';
 import { BpfMap } from '../../lib/bpf/map';
 import { bindKey, bindValue, BINDS_MAP } from '../../plugins/ip-per-task/codec';
+import { sharedMapPath } from '../../lib/bpf/shared';
+import { gc, gcCandidates, listContainers } from '../../lib/inventory';
+import { listPorts } from '../../cli/commands/ls-ports';
 import { ipamEntries } from '../../lib/state/ipam';
 import { containerPinDir } from '../../lib/state/paths';
 import { readRecord } from '../../lib/state/record';
@@ -33,11 +37,50 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(l.address).toBe(t.ip6);
     const fromHost = await once(null, { op: 'tcp-connect', host: t.ip6, port: l.port });
     expect(fromHost.map((e) => e.event)).toEqual(['connected', 'reply']);
-    const binds = BpfMap.openPinned(join(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id), 'ip-per-task', `map_${BINDS_MAP}`));
+    // The host-wide map tags the socket with the container's cgroup; ls --ports reads it so.
+    const [set] = t.record.resources.filter((r) => r.kind === 'shared-object').map((r) => r.path as string);
+    const binds = BpfMap.openPinned(sharedMapPath(set, BINDS_MAP));
     const entries = [...binds.entries(bindKey, bindValue)].map(([, v]) => v);
     binds.close();
-    expect(entries).toContainEqual({ addr: t.ip6, port: l.port, protocol: 6, family: 10 });
+    expect(entries).toContainEqual({ cgroup_id: BigInt(t.record.cgroupId), addr: t.ip6, port: l.port, protocol: 6, family: 10 });
+    const ports = listPorts(listContainers({ bpffs: host.bpffs, runDir: host.runDir }));
+    expect(ports.filter((p) => p.container === t.id)).toEqual([{ container: t.id, protocol: 'tcp', address: t.ip6, port: l.port, localhost: null }]);
     srv.kill();
+  });
+
+  test('the object is verified once per host: later containers link the same programs; a sub-cgroup keeps its container address; gc unloads unused sets', async () => {
+    // A host of its own (private bpffs): no other test's container uses its loaded object.
+    const own = testHost();
+    const a = await startIpt(own, 'auto');
+    const b = await startIpt(own, 'auto');
+    const progIds = (cgroup: string) => JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' })).map((p: { id: number }) => p.id).sort();
+    expect(progIds(a.cgroup).length).toBeGreaterThan(0);
+    expect(progIds(b.cgroup)).toEqual(progIds(a.cgroup));
+    const setOf = (t: typeof a) => t.record.resources.find((r) => r.kind === 'shared-object')!.path as string;
+    expect(setOf(b)).toBe(setOf(a));
+
+    // The cgroup storage belongs to the cgroup the programs are attached to, so a process in a
+    // child cgroup (systemd in a container, a nested runtime) still binds to its container's IP.
+    const child = join(b.cgroup, 'inner');
+    mkdirSync(child);
+    const srv = actor(child, { op: 'tcp-listen', host: '::', port: 0, ipv6Only: true });
+    expect((await srv.next('listening')).address).toBe(b.ip6);
+    srv.kill();
+    removeCgroup(child);
+
+    const layout = { bpffs: own.bpffs, runDir: own.runDir };
+    const item = `_shared/objects/${basename(setOf(a))}`;
+    expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
+    destroyContainer(layout, a.id, silentLog);
+    expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
+    destroyContainer(layout, b.id, silentLog);
+    // poststop keeps it loaded for the next container; gc unloads it.
+    expect(existsSync(setOf(a))).toBe(true);
+    expect(gcCandidates(layout).map((i) => i.id)).toEqual([item]);
+    expect(gc(layout, silentLog, false).removed.map((i) => i.id)).toEqual([item]);
+    expect(existsSync(setOf(a))).toBe(false);
+    const c = await startIpt(own, 'auto');
+    expect(existsSync(setOf(c))).toBe(true);
   });
 
   test('IPv4: a wildcard bind moves to the task IPv4; TCP and unconnected UDP leave from it', async () => {

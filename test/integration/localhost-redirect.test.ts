@@ -179,7 +179,7 @@ describePrivileged('localhost-redirect on the real kernel', () => {
     const udp = actor(a.cgroup, { op: 'udp-listen', host: '::', port, ipv6Only: true });
     await udp.next('listening');
     const layout = { bpffs: host.bpffs, runDir: host.runDir };
-    const mine = listPorts(layout, listContainers(layout)).filter((p) => p.container === a.id);
+    const mine = listPorts(listContainers(layout)).filter((p) => p.container === a.id);
     expect(mine).toEqual([
       { container: a.id, protocol: 'tcp', address: a.ip4, port, localhost: '127.0.0.1' },
       { container: a.id, protocol: 'tcp', address: a.ip6, port, localhost: '::1' },

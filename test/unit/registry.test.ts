@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { registry } from '../../plugins/index';
-import { byId } from '../../lib/generated/validators';
+import { validator } from '../../lib/generated/validators';
 
 const pluginsDir = join(__dirname, '..', '..', 'plugins');
 
@@ -20,7 +20,7 @@ describe('plugin registry', () => {
     const { def } = defs.find((d) => d.entry.name === name)!;
     expect(def.name).toBe(name);
     expect(def.annotation).toBe(`io.taskwire.${name}`);
-    expect(byId[def.hostSchema]).toBeDefined();
+    expect(validator(def.hostSchema)).toBeDefined();
     expect(existsSync(join(pluginsDir, name, 'README.md'))).toBe(true);
   });
 
