@@ -33,8 +33,8 @@ exit 2: bad invocation.`;
  * runtime hands hooks a blocking pipe; should a descriptor be non-blocking (EAGAIN), the rest is
  * read through the stream.
  */
-async function readInput(stdin: HookIo['stdin'], readStdin: (s: NodeJS.ReadableStream) => Promise<string>): Promise<string> {
-  if (typeof stdin !== 'number') return readStdin(stdin);
+async function readInput(stdin: HookIo['stdin'], readStdin: (s: NodeJS.ReadableStream) => Promise<string>): Promise<Buffer> {
+  if (typeof stdin !== 'number') return Buffer.from(await readStdin(stdin));
   const chunks: Buffer[] = [];
   const buf = Buffer.allocUnsafe(64 * 1024);
   for (;;) {
@@ -51,7 +51,7 @@ async function readInput(stdin: HookIo['stdin'], readStdin: (s: NodeJS.ReadableS
     if (n === 0) break;
     chunks.push(Buffer.from(buf.subarray(0, n)));
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /**
@@ -123,7 +123,10 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
   let id = '?';
   try {
     const { parseState, readStdin } = await import('./oci');
-    const state = parseState(await readInput(io.stdin, readStdin));
+    // The launcher (scripts/hook-launcher.js) may have read stdin already, to pick its cache.
+    const early = io.stdin === 0 ? (globalThis as { taskwireHookStdin?: { data: Buffer; complete: boolean } }).taskwireHookStdin : undefined;
+    const input = early?.complete ? early.data : Buffer.concat([early?.data ?? Buffer.alloc(0), await readInput(io.stdin, readStdin)]);
+    const state = parseState(input.toString('utf8'));
     id = state.id;
     clock.mark('stdin');
     const { taskwireAnnotations } = await import('./pipeline');

@@ -100,15 +100,17 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   const openCgroup = (): number => (cgroupFd = cgroupFd < 0 ? openSync(c.cgroupDir, 'r') : cgroupFd);
   let pinRootMade = false;
 
-  const acquire = <T>(resource: Resource, create: () => T, recordFirst = true): T => {
-    if (recordFirst) {
-      rec.resources.push(resource);
+  const acquire = <T>(resource: Resource | Resource[], create: () => T, recordFirst = true): T => {
+    const journal = () => {
+      rec.resources.push(...(Array.isArray(resource) ? resource : [resource]));
       writeRecord(layout, rec);
+    };
+    if (recordFirst) {
+      journal();
       return create();
     }
     const out = create();
-    rec.resources.push(resource);
-    writeRecord(layout, rec);
+    journal();
     return out;
   };
 
@@ -117,13 +119,14 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   try {
     for (const [i, s] of o.selected.entries()) {
       const pinDir = pluginPinDir(layout, c.id, s.def.name);
-      const ensurePinDir = (): string => {
+      // `also`: resources to journal with the pin dir, in the same write (or on their own once it exists).
+      const ensurePinDir = (also: Resource[] = []): string => {
         if (!pinRootMade) {
           const { ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
           ensureBpffs(layout.bpffs);
-          acquire({ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, () => mkdirSync(containerPinDir(layout, c.id), { recursive: true, mode: 0o700 }));
+          acquire([{ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, ...also], () => mkdirSync(containerPinDir(layout, c.id), { recursive: true, mode: 0o700 }));
           pinRootMade = true;
-        }
+        } else if (also.length) acquire(also, () => undefined);
         if (!existsSync(pinDir)) mkdirSync(pinDir, { mode: 0o700 });
         return pinDir;
       };
@@ -149,11 +152,10 @@ export function createContainer(o: CreateOptions): ContainerRecord {
           return obj;
         },
         attachShared: (object: string, opts: { skipPrograms?: string[] } = {}) => {
-          ensurePinDir();
           const { SharedObject } = require('./bpf/shared') as typeof import('./bpf/shared');
           const shared = SharedObject.ensure(layout, object);
-          // A reference for gc (the set outlives this container); its release is a no-op.
-          acquire({ kind: 'shared-object', path: shared.dir }, () => undefined);
+          // A reference for gc (the set outlives this container; its release is a no-op).
+          ensurePinDir([{ kind: 'shared-object', path: shared.dir }]);
           return { shared, programs: shared.attachCgroup(openCgroup(), pinDir, opts.skipPrograms) };
         },
       };
@@ -172,7 +174,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
     return rec;
   } catch (err) {
     o.log.error({ err }, 'create failed; undoing');
-    const left = releaseAll(rec.resources, { layout, log: o.log });
+    const left = [...releaseAll(rec.resources, { layout, log: o.log }), ...releaseUnjournaled(layout, c.id, o.log)];
     if (left.length === 0) removeRecord(layout, c.id);
     throw err;
   } finally {
@@ -191,8 +193,17 @@ export function destroyContainer(layout: Layout, id: string, log: Logger): Destr
   const rec = readRecord(layout, id);
   const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
   const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });
-  // Addresses allocated but not yet journaled when a hook was killed: the allocation file
-  // names the owner, so nothing of ours outlives the container.
+  errors.push(...releaseUnjournaled(layout, id, log));
+  if (errors.length === 0) removeRecord(layout, id);
+  return { found: rec !== undefined, errors };
+}
+
+/**
+ * Addresses allocated but never journaled (claimAddresses journals allocation and placement in
+ * one write; a hook killed in between leaves the allocation): the allocation file names the
+ * owner, so nothing of ours outlives the container.
+ */
+function releaseUnjournaled(layout: Layout, id: string, log: Logger): Error[] {
   const { ipamEntries } = require('./state/ipam') as typeof import('./state/ipam');
   const orphans = Object.entries(ipamEntries(layout))
     .filter(([, e]) => e.owner === id)
@@ -200,7 +211,5 @@ export function destroyContainer(layout: Layout, id: string, log: Logger): Destr
       { kind: 'ipam', address, owner: id },
       { kind: 'address', device: e.device, address, prefixLen: address.includes(':') ? 128 : 32 },
     ]);
-  errors.push(...releaseAll(orphans, { layout, log }));
-  if (errors.length === 0) removeRecord(layout, id);
-  return { found: rec !== undefined, errors };
+  return releaseAll(orphans, { layout, log });
 }

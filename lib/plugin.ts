@@ -33,16 +33,16 @@ export interface PluginContext<H> extends ParseContext<H> {
   log: Logger;
   /** Pin directory of this plugin for this container (created on first use). */
   pinDir: string;
-  /** Creates pinDir (journaling the container's pin dir once) for pins made outside loadIntoCgroup; returns it. */
-  ensurePinDir(): string;
+  /** Creates pinDir (journaling the container's pin dir once, with `also` in the same write) for pins made outside loadIntoCgroup; returns it. */
+  ensurePinDir(also?: Resource[]): string;
   /** Results published by plugins that ran earlier (by plugin name). */
   outputs: ReadonlyMap<string, unknown>;
   /**
-   * Records `resource` in the container's record and runs `create`. `recordFirst` (the default)
+   * Records `resource` (or several, in one write) in the container's record and runs `create`. `recordFirst` (the default)
    * journals before acting, for things only we could have made (our own pin paths); pass false
    * where a failed create must not be undone (an address that may be somebody else's).
    */
-  acquire<T>(resource: Resource, create: () => T, recordFirst?: boolean): T;
+  acquire<T>(resource: Resource | Resource[], create: () => T, recordFirst?: boolean): T;
   /** Loads a BPF object from build/bpf and attaches all its loaded programs to the container's cgroup. */
   loadIntoCgroup(object: string, opts?: CgroupLoad): BpfObject;
   /**

@@ -36,9 +36,31 @@ const cacheFor = (depth) => path.join(cacheDir, `${version}-${stage}-${depth}`);
 // latin1: the bundle is ASCII (scripts/bundle.js), and skipping UTF-8 decoding saves a copy.
 const source = Module.wrap(fs.readFileSync(bundle, 'latin1').replace(/^#!/, '//'));
 
+// The OCI state is read here, before the cache is chosen: a container without io.taskwire.*
+// annotations (most of them) has nothing to attach, and the deep cache (everything a create
+// compiles) would cost it more to load than the little it runs. It reaches lib/hook.ts as
+// globalThis.taskwireHookStdin ({ data, complete }: a non-blocking descriptor that ran dry is
+// finished there). Only for a real stage: `--help` in a terminal must not wait for input.
+let stdin = null;
+if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.includes('-h')) {
+  const chunks = [];
+  let complete = true;
+  try {
+    const buf = Buffer.allocUnsafe(65536);
+    for (let n; (n = fs.readSync(0, buf, 0, buf.length, null)) > 0; ) chunks.push(Buffer.from(buf.subarray(0, n)));
+  } catch (err) {
+    complete = err.code === 'EOF';
+  }
+  stdin = Buffer.concat(chunks);
+  globalThis.taskwireHookStdin = { data: stdin, complete };
+}
+const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
+
+// A shallow run never starts from the deep cache: the cache it writes at exit would carry all of
+// the deep one's code. Its first run compiles from source instead, once per build.
 let cachedData;
 let cachedDepth = null;
-for (const depth of ['deep', 'shallow']) {
+for (const depth of likelyDeep ? ['deep', 'shallow'] : ['shallow']) {
   try {
     cachedData = fs.readFileSync(cacheFor(depth));
     cachedDepth = depth;
@@ -50,7 +72,7 @@ for (const depth of ['deep', 'shallow']) {
 const script = new vm.Script(source, { filename: bundle, cachedData });
 if (script.cachedDataRejected) cachedDepth = null;
 
-if (cachedDepth !== 'deep') {
+if (cachedDepth !== (likelyDeep ? 'deep' : 'shallow')) {
   process.once('exit', () => {
     const depth = globalThis.taskwireHookDidWork ? 'deep' : 'shallow';
     if (depth === cachedDepth) return;

@@ -71,15 +71,21 @@ export function claimAddresses(ctx: PluginContext<unknown>, req: AddressRequest,
         want === 'auto'
           ? allocateAddress(ctx.layout, poolPrefix(ctx.host, pool, family), owner, label, (a) => skipped.has(a))
           : (reserveAddress(ctx.layout, want, owner, label), want);
-      ctx.acquire({ kind: 'ipam', address, owner }, () => undefined, false);
+      // Allocation and placement journaled in one write, once both happened: an allocation the
+      // hook was killed before journaling is found by its owner when the container is undone
+      // (lib/pipeline.ts, releaseUnjournaled).
+      const ipam: Resource = { kind: 'ipam', address, owner };
       try {
-        if (place) ctx.acquire(place.resource(address, family), () => place.create(address, family), false);
+        if (place) ctx.acquire([ipam, place.resource(address, family)], () => place.create(address, family), false);
+        else ctx.acquire(ipam, () => undefined, false);
         out[key] = address;
         break;
       } catch (err) {
+        // Not placed: the allocation goes now, so that no undo ever touches an address that may
+        // be somebody else's (EEXIST) or was never added.
+        releaseAddress(ctx.layout, address, owner);
         if (!isErrno(err, 'EEXIST')) throw err;
         if (want !== 'auto') throw new TaskwireError('IPAM', `address ${address} is already configured on this host (not by taskwire)`);
-        releaseAddress(ctx.layout, address, owner);
         skipped.add(address);
         if (skipped.size >= MAX_AUTO_RETRIES) throw new TaskwireError('IPAM', `${MAX_AUTO_RETRIES} pool addresses in a row are already configured on this host (${[...skipped].join(', ')})`);
         ctx.log.warn({ address }, 'pool address already configured on the host; taking the next');
