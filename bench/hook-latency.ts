@@ -8,7 +8,7 @@
  */
 import { HOOK_BIN } from '../test/helpers/hook';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { sharedObjectsDir } from '../lib/bpf/shared';
 import { join } from 'node:path';
 import { tempCgroup, uniq, waitInCgroup, removeCgroup } from '../test/helpers/kernel';
@@ -16,7 +16,7 @@ import { destroyContainer, layoutOf } from '../lib/pipeline';
 import { loadHostConfig } from '../lib/host/config';
 import { silentLog } from '../lib/log';
 import { listRecords } from '../lib/state/record';
-import { benchHost, interleave, NODE, onCleanup, ratio, rounds, runBench, stats, timeCommand, writeReport } from './lib';
+import { benchHost, interleave, NODE, onCleanup, ratio, ROOT, rounds, runBench, stats, timeCommand, writeReport } from './lib';
 
 const ANNOTATION = { 'io.taskwire.ip-per-task': 'auto' };
 
@@ -65,6 +65,15 @@ async function main(): Promise<void> {
   writeFileSync(debugConfig, JSON.stringify({ ...host.config, logLevel: 'debug', logFile: join(host.dir, 'debug.log') }));
   const n = rounds(30);
 
+  // The stack's floor (bench/hook-floor.js): Node + koffi/libbpf + pino through the same launcher.
+  // Built inside the checkout, where its bundle finds koffi's package as the hook's does.
+  const floorDir = join(ROOT, '.tools', 'bench', 'hook-floor');
+  rmSync(floorDir, { recursive: true, force: true });
+  mkdirSync(floorDir, { recursive: true });
+  const { buildHook } = require(join(ROOT, 'scripts', 'bundle.js')) as { buildHook: (entry: string, outDir: string) => Promise<void> };
+  await buildHook(join(ROOT, 'bench', 'hook-floor.js'), floorDir);
+  const floorLog = join(host.dir, 'floor.log');
+
   // Boxes are made before the rounds (cgroup + process, not timed) so that every variant of a
   // round runs back to back.
   const boxes: Box[] = [];
@@ -74,6 +83,14 @@ async function main(): Promise<void> {
 
   const samples = interleave(n, [
     { name: 'node -e 0', run: () => timeCommand(NODE, ['-e', '0'], { input: '{}', env: {}, cwd: '/' }).ms },
+    {
+      name: 'stack floor',
+      run: () => {
+        const r = timeCommand(NODE, [join(floorDir, 'taskwire-hook.js'), 'createRuntime', floorLog], { input: state(boxes[0], ANNOTATION), env: {}, cwd: '/' });
+        if (r.status !== 0) throw new Error(`stack floor failed: ${r.stderr}`);
+        return r.ms;
+      },
+    },
     {
       name: 'hook createRuntime+poststop',
       run: (_c, round) => {
@@ -140,10 +157,11 @@ async function main(): Promise<void> {
       `Wall time of \`node dist/taskwire-hook.js <stage>\` (empty environment, OCI state on stdin) for a container with ` +
       `\`io.taskwire.ip-per-task=auto\` in a fresh cgroup with a process (poststop after the cgroup is removed and without a pid, as runc runs it), against \`node -e 0\` (same Node binary), ` +
       `${n} interleaved rounds. The object ip-per-task links is loaded once per host, so the createRuntime figure is a host that already runs a container; the first container's figure is measured separately (its loaded object removed before each of those runs). Private bpffs; run dir on ${host.runTmpfs ? 'a tmpfs (as /run is)' : 'disk'}; log level info. ` +
-      `Ratios are per round, summarised by median and IQR.`,
+      `Ratios are per round, summarised by median and IQR. The stack floor is bench/hook-floor.js built and launched like the hook: reading the state, koffi loading libbpf for one call and one pino line, no taskwire code; the hook's figure above it is taskwire's own work.`,
     ratios: [
       ratio('hook createRuntime / node -e 0', samples['hook createRuntime'], base, 'ms', { op: '<=', value: 1.3 }),
       ratio('hook poststop / node -e 0', samples['hook poststop'], base, 'ms', { op: '<=', value: 1.3 }),
+      ratio('stack floor: read the state, koffi + libbpf, one pino line (bench/hook-floor.js) / node -e 0', samples['stack floor'], base, 'ms'),
       ratio('hook createRuntime, first container on the host (object loaded and verified) / node -e 0', samples['hook createRuntime, first on the host'], base, 'ms'),
       ratio('hook createRuntime without annotations / node -e 0', samples['hook createRuntime, no annotations'], base, 'ms'),
     ],

@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     return Number(out.trim());
   };
   const cg = { none: none.cgroup, fw10: fw10.cgroup, fw10k: fw10k.cgroup, iptables: ipt.cgroup };
-  const n = rounds(7);
+  const n = rounds(15);
   const samples = interleave(
     n,
     Object.entries(cg).map(([name, c]) => ({ name, run: () => rr(c) })),

@@ -74,24 +74,34 @@ const lazyModules = {
 
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning', absWorkingDir: root, legalComments: 'none', plugins: [koffiPlugin] };
 
+/**
+ * A hook bundle at outDir/taskwire-hook-main.js with its launcher at outDir/taskwire-hook.js.
+ * Whitespace and syntax minified (names kept, so stack traces in the log still read): the
+ * launcher reads the whole source on every hook, cached or not. ASCII output (esbuild escapes
+ * the rest) lets it read the source as latin1, without UTF-8 decoding. bench/hook-latency.ts
+ * builds its stack floor with this too.
+ */
+async function buildHook(entry, outDir) {
+  const fs = require('node:fs');
+  await esbuild.build({
+    ...common,
+    plugins: [koffiPlugin, pinoLean, lazyModules],
+    entryPoints: [entry],
+    outfile: path.join(outDir, 'taskwire-hook-main.js'),
+    minifyWhitespace: true,
+    minifySyntax: true,
+    charset: 'ascii',
+  });
+  fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), path.join(outDir, 'taskwire-hook.js'));
+  fs.chmodSync(path.join(outDir, 'taskwire-hook.js'), 0o755);
+}
+
 async function main() {
   await Promise.all([
-    // Whitespace and syntax minified (names kept, so stack traces in the log still read): the
-    // launcher reads and V8 hashes the whole source on every hook, cached or not. ASCII output
-    // (esbuild escapes the rest) lets the launcher read it as latin1, without UTF-8 decoding.
-    esbuild.build({
-      ...common,
-      plugins: [koffiPlugin, pinoLean, lazyModules],
-      entryPoints: ['hooks/taskwire-hook.ts'],
-      outfile: 'dist/taskwire-hook-main.js',
-      minifyWhitespace: true,
-      minifySyntax: true,
-      charset: 'ascii',
-    }),
+    buildHook('hooks/taskwire-hook.ts', path.join(root, 'dist')),
     esbuild.build({ ...common, entryPoints: ['cli/taskwire.ts'], outfile: 'dist/taskwire.js' }),
   ]);
-  const fs = require('node:fs');
-  fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), path.join(root, 'dist', 'taskwire-hook.js'));
-  fs.chmodSync(path.join(root, 'dist', 'taskwire-hook.js'), 0o755);
 }
-main().catch(() => process.exit(1));
+
+module.exports = { buildHook };
+if (require.main === module) main().catch(() => process.exit(1));

@@ -4,15 +4,16 @@
  * localhost-redirect's .rodata constant tw_task), one definition on each side. Plugins re-export
  * taskAddr from their codec.ts so the BTF check covers every object that embeds it.
  */
-import { array, struct, u32, u64 } from './codec';
-import { ip4Word, ip6Words } from '../net/addr';
+import { ip4Addr, ip6Addr, struct, u32, u64 } from './codec';
 
 export const TASK_HAVE_IP6 = 1;
 export const TASK_HAVE_IP4 = 2;
 
+// The addresses as text through address codecs (network byte order, as the C side stores them
+// in __u32 words), so `taskwire inspect` shows them as addresses.
 export const taskAddr = struct('tw_task_addr', {
-  ip6: array(u32, 4),
-  ip4: u32,
+  ip6: ip6Addr,
+  ip4: ip4Addr,
   flags: u32,
   host_netns_cookie: u64,
 });
@@ -23,8 +24,8 @@ type TaskAddrs = { ip6: string | null; ip4: string | null };
 export function taskAddrValue(addrs: TaskAddrs) {
   const { currentNetnsCookie } = require('../host/discovery') as typeof import('../host/discovery');
   return {
-    ip6: addrs.ip6 ? ip6Words(addrs.ip6) : [0, 0, 0, 0],
-    ip4: addrs.ip4 ? ip4Word(addrs.ip4) : 0,
+    ip6: addrs.ip6 ?? '::',
+    ip4: addrs.ip4 ?? '0.0.0.0',
     flags: (addrs.ip6 ? TASK_HAVE_IP6 : 0) | (addrs.ip4 ? TASK_HAVE_IP4 : 0),
     host_netns_cookie: currentNetnsCookie(),
   };

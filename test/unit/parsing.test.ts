@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { decodeId, encodeId, validateContainerId } from '../../lib/state/paths';
-import { parseCidr, parseIp, cidrContains, nthAddress } from '../../lib/net/addr';
+import { SocketAddress, isIPv6 } from 'node:net';
+import { parseCidr, parseIp, cidrContains, ipBytes, ipFromBytes, nthAddress } from '../../lib/net/addr';
 import { parseState } from '../../lib/oci';
 import { selectPlugins } from '../../lib/pipeline';
 import type { HostConfig } from '../../lib/host/config';
@@ -37,6 +38,39 @@ describe('addresses', () => {
   test('accepts and normalises', () => {
     expect(parseIp('FD00:7A5C:0:0::1', 'x')).toEqual({ family: 6, address: 'fd00:7a5c::1' });
     expect(parseIp('10.123.0.1', 'x', 4)).toEqual({ family: 4, address: '10.123.0.1' });
+  });
+  test.each(['1:2:3:4:5:6:7:8:9', '1::2::3', '01234::', ':1::', '1:', '1:2:3:4:5:6:7:1.2.3.4', '1::2:3:4:5:6:7:8', '1.2.3.4::', '::1.2.3', '00.1.2.3', '1.2.3.04'])('refuses %j (by hand: lib/net/addr.ts)', (a) => {
+    expect(() => parseIp(a, 'x')).toThrow(/is not an IP address/);
+  });
+  test('RFC 5952 text: lowercase, longest zero run, the first of equal ones, no lone "::0"', () => {
+    for (const [text, out] of [
+      ['2001:DB8:0:0:8:800:200C:417A', '2001:db8::8:800:200c:417a'],
+      ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+      ['2001:0db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+      ['0:0:0:0:0:0:0:0', '::'],
+      ['1:0:0:0:0:0:0:0', '1::'],
+      ['::ffff:10.1.2.3', '::ffff:a01:203'],
+      ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+    ])
+      expect(parseIp(text, 'x').address).toBe(out);
+  });
+  test('bytes round-trip, and agree with the C library (inet_pton/inet_ntop through node:net)', () => {
+    const words = fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 8, maxLength: 8 });
+    fc.assert(
+      fc.property(words, (w) => {
+        const b = new Uint8Array(w.flatMap((x) => [x >> 8, x & 0xff]));
+        const text = ipFromBytes(b);
+        expect(Buffer.from(ipBytes(text)).equals(Buffer.from(b))).toBe(true);
+        expect(isIPv6(text)).toBe(true);
+        // inet_ntop prints a dotted tail for ::a.b.c.d and ::ffff:a.b.c.d; elsewhere the texts match.
+        const v4Tail = w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || (w[5] === 0 && w[6] !== 0));
+        if (!v4Tail) expect(new SocketAddress({ address: text, family: 'ipv6' }).address).toBe(text);
+        // Uppercase, zero-padded, uncompressed spellings mean the same address.
+        const full = w.map((x) => x.toString(16).toUpperCase().padStart(4, '0')).join(':');
+        expect(parseIp(full, 'x').address).toBe(text);
+      }),
+      { numRuns: 2000 },
+    );
   });
   test('prefixes', () => {
     expect(() => parseCidr('10.0.0.0/33', 'x')).toThrow(/prefix length over 32/);
