@@ -18,6 +18,9 @@ bpf: $(BPF_OBJ)
 build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	@# The object's identity for objects loaded once per host (lib/bpf/shared.ts): its content, so
+	@# that a rebuild with the same size and mtime (cp -p, tar, packages) is never mistaken for it.
+	@sha256sum $@ | cut -c1-16 > $@.id
 
 lib/generated/validators.js: scripts/gen-validators.js $(SCHEMAS)
 	$(NODE) scripts/gen-validators.js $@

@@ -145,7 +145,7 @@ static __always_inline int record_bind(struct bpf_sock *sk, int family)
 	};
 	__u64 cookie;
 
-	if (!tw_task_in_host_netns(t, sk))
+	if (!tt->cgroup_id || !tw_task_in_host_netns(t, sk) || tt->binds >= TW_IPT_MAX_BINDS_PER_TASK)
 		return TW_ALLOW;
 	if (family == AF_INET6) {
 		b.addr[0] = sk->src_ip6[0];
@@ -156,7 +156,8 @@ static __always_inline int record_bind(struct bpf_sock *sk, int family)
 		tw_ip6_set_v4mapped(b.addr, sk->src_ip4);
 	}
 	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&tw_ipt_binds, &cookie, &b, BPF_ANY);
+	if (bpf_map_update_elem(&tw_ipt_binds, &cookie, &b, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&tt->binds, 1);
 	return TW_ALLOW;
 }
 
@@ -175,8 +176,12 @@ int tw_ipt_post_bind4(struct bpf_sock *sk)
 SEC("cgroup/sock_release")
 int tw_ipt_release(struct bpf_sock *sk)
 {
+	struct tw_ipt_task *tt = task();
 	__u64 cookie = bpf_get_socket_cookie(sk);
 
-	bpf_map_delete_elem(&tw_ipt_binds, &cookie);
+	/* The entry is this task's when the innermost task's program got there first: the one that
+	 * deletes it gives the count back. */
+	if (bpf_map_delete_elem(&tw_ipt_binds, &cookie) == 0 && tt->binds)
+		__sync_fetch_and_add(&tt->binds, -1);
 	return TW_ALLOW;
 }

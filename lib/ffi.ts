@@ -144,7 +144,7 @@ export const libc = {
   setsockopt: c.func('int setsockopt(int fd, int level, int name, const void *val, uint32 len)'),
   ifNameToIndex: c.func('uint32 if_nametoindex(const char *name)'),
   vsnprintf: c.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
-  mount: c.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+  mount: c.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
 };
 
 export function errno(): number {

@@ -3,10 +3,10 @@
  * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
  * the same inode (cgroup id) it had at create time; a reused name is a different cgroup.
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { sharedObjectsDir } from './bpf/shared';
+import { isLoaderTemp, sharedObjectsDir, unloadShared } from './bpf/shared';
 import { destroyContainer } from './pipeline';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
@@ -26,7 +26,9 @@ export interface ContainerView {
   sharedObjects: string[];
 }
 
-const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
+/** The host-wide loaded objects (lib/bpf/shared.ts) a record says its container links. */
+export const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
+const liveSharedObjects = (layout: Layout) => new Set(listRecords(layout).filter(isAlive).flatMap(sharedObjectsOf));
 
 export function isAlive(rec: ContainerRecord): boolean {
   try {
@@ -88,7 +90,7 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const used = new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
   let sets: string[] = [];
   try {
-    sets = readdirSync(sharedObjectsDir(layout));
+    sets = readdirSync(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
   } catch {
     /* nothing loaded */
   }
@@ -113,9 +115,8 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
       continue;
     }
     if (item.id.startsWith(SHARED_OBJECT_ITEM)) {
-      // Unpinning the programs unloads those no link holds; maps go with their last user.
-      rmSync(join(sharedObjectsDir(layout), item.id.slice(SHARED_OBJECT_ITEM.length)), { recursive: true, force: true });
-      removed.push(item);
+      // Under the set lock, with the records read again there: a hook may have linked it since.
+      if (unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(layout).has(dir))) removed.push(item);
       continue;
     }
     if (item.id === NETNS_SHARED_ITEM) {

@@ -28,7 +28,11 @@ const nowhere = { write(): void {} };
 function appendTo(fd: number): { write(line: string): void } {
   return {
     write(line) {
-      writeSync(fd, line);
+      try {
+        writeSync(fd, line);
+      } catch {
+        // A full disk or a closed pipe loses the line, never the hook: its undo path logs first.
+      }
     },
   };
 }

@@ -233,8 +233,10 @@ export interface MapDump {
   note?: string;
 }
 
-/** Reads and decodes up to `limit` entries of a map given by fd. */
-export function dumpMapFd(fd: number, label: string, limit = 1000): MapDump {
+type Entry = { key: Decoded; value: Decoded };
+
+/** Reads and decodes up to `limit` entries of a map given by fd (those `keep` accepts, if given). */
+export function dumpMapFd(fd: number, label: string, limit = 1000, keep?: (e: Entry, info: MapInfo) => boolean): MapDump {
   const info = mapInfo(fd);
   const perCpu = PER_CPU.has(info.typeId);
   const base: MapDump = { map: info, keyType: null, valueType: null, perCpu, entries: [], truncated: false };
@@ -258,7 +260,8 @@ export function dumpMapFd(fd: number, label: string, limit = 1000): MapDump {
       const v = map.lookupRaw(k, perCpu ? stride * ncpu : info.valueSize);
       if (!v) continue; // removed while we iterated
       const value = perCpu ? sumDecoded(Array.from({ length: ncpu }, (_, i) => valDec(v, i * stride))) : valDec(v, 0);
-      base.entries.push({ key: info.keySize ? keyDec(k) : null, value });
+      const e = { key: info.keySize ? keyDec(k) : null, value };
+      if (!keep || keep(e, info)) base.entries.push(e);
     }
     return base;
   } finally {
@@ -277,10 +280,10 @@ export interface PinnedMapDump extends MapDump {
 }
 
 /** Decodes a map at a pin path. */
-export function dumpPinnedMap(path: string, rel = path, limit?: number): PinnedMapDump {
+export function dumpPinnedMap(path: string, rel = path, limit?: number, keep?: (e: Entry, info: MapInfo) => boolean): PinnedMapDump {
   return withPinned(path, (fd) => {
     if (kindOfFd(fd) !== 'map') throw new ConfigError(`${path} is not a pinned map`);
-    return { path, rel, ...dumpMapFd(fd, path, limit) };
+    return { path, rel, ...dumpMapFd(fd, path, limit, keep) };
   });
 }
 
@@ -288,11 +291,8 @@ export function dumpPinnedMap(path: string, rel = path, limit?: number): PinnedM
  * A host-wide map shown for one container: its entries only, told by the cgroup id in the key
  * (cgroup storage) or in the value's cgroup_id field (lib/bpf/shared.ts).
  */
-function onlyCgroup(d: PinnedMapDump, cgroupId: string): PinnedMapDump {
-  const mine = (e: { key: Decoded; value: Decoded }) =>
-    d.map.type.startsWith('cgroup_storage') ? String(e.key) === cgroupId : String((e.value as Record<string, Decoded> | null)?.cgroup_id) === cgroupId;
-  return { ...d, entries: d.entries.filter(mine) };
-}
+const ofCgroup = (cgroupId: string) => (e: Entry, info: MapInfo) =>
+  info.type.startsWith('cgroup_storage') ? String(e.key) === cgroupId : String((e.value as Record<string, Decoded> | null)?.cgroup_id) === cgroupId;
 
 /**
  * Every pinned map of a container (or the ones whose pin or kernel name is `only`), decoded:
@@ -303,17 +303,13 @@ export function inspectContainer(layout: Layout, id: string, only?: string, limi
   const dir = containerPinDir(layout, id);
   const rec = readRecord(layout, id);
   if (!existsSync(dir) && !rec) throw new ConfigError(`no container ${JSON.stringify(id)} is managed here (see taskwire ls)`);
-  const shared = (rec?.resources ?? [])
-    .filter((r) => r.kind === 'shared-object' && existsSync(r.path as string))
-    .flatMap((r) => sharedObjectMaps(r.path as string));
+  const { sharedObjectsOf } = require('./inventory') as typeof import('./inventory');
+  const shared = (rec ? sharedObjectsOf(rec) : []).filter((dir) => existsSync(dir)).flatMap(sharedObjectMaps);
   const maps = [...containerObjects(layout, id).filter((o) => o.kind === 'map'), ...shared];
   const wanted = only
     ? maps.filter((o) => [o.rel, o.rel.split('/').pop(), o.rel.split('/').pop()!.replace(/^map_/, ''), o.map?.name].includes(only))
     : maps;
   if (only && !wanted.length)
     throw new ConfigError(`container ${id} has no pinned map ${JSON.stringify(only)} (pinned: ${maps.map((m) => m.rel).join(', ') || 'none'})`);
-  return wanted.map((o) => {
-    const d = dumpPinnedMap(o.path, o.rel, limit);
-    return shared.includes(o) ? onlyCgroup(d, rec!.cgroupId) : d;
-  });
+  return wanted.map((o) => dumpPinnedMap(o.path, o.rel, limit, shared.includes(o) ? ofCgroup(rec!.cgroupId) : undefined));
 }

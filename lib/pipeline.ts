@@ -12,7 +12,7 @@ import type { HostConfig } from './host/config';
 import type { CgroupLoad, PluginContext, PluginDef } from './plugin';
 import { releaseAll } from './resources';
 import { validate } from './schema';
-import { containerPinDir, Layout, pluginPinDir } from './state/paths';
+import { containerPinDir, Layout, pinRoot, pluginPinDir } from './state/paths';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
 import { ANNOTATION_PREFIX, registry } from '../plugins/index';
 import type { BpfObject } from './bpf/object';
@@ -114,17 +114,21 @@ export function createContainer(o: CreateOptions): ContainerRecord {
     return out;
   };
 
-  // The record is first written by the first acquire (nothing to undo before that), and the
-  // last plugin's summary goes out with `complete`: each write is a temp file, fsync, rename.
+  // Each write is a temp file, fsync, rename. The first comes before anything is done: `taskwire
+  // gc` takes an address or pins without a record for leftovers of a dead container, so the
+  // record must exist before the first address is reserved. The last plugin's summary goes out
+  // with `complete`.
   try {
+    writeRecord(layout, rec);
     for (const [i, s] of o.selected.entries()) {
       const pinDir = pluginPinDir(layout, c.id, s.def.name);
       // `also`: resources to journal with the pin dir, in the same write (or on their own once it exists).
       const ensurePinDir = (also: Resource[] = []): string => {
         if (!pinRootMade) {
-          const { ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
+          const { checkOwnedDir, ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
           ensureBpffs(layout.bpffs);
           acquire([{ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, ...also], () => mkdirSync(containerPinDir(layout, c.id), { recursive: true, mode: 0o700 }));
+          checkOwnedDir(pinRoot(layout)); // made by someone else before taskwire first ran?
           pinRootMade = true;
         } else if (also.length) acquire(also, () => undefined);
         if (!existsSync(pinDir)) mkdirSync(pinDir, { mode: 0o700 });
@@ -151,12 +155,17 @@ export function createContainer(o: CreateOptions): ContainerRecord {
           objects.push(obj);
           return obj;
         },
-        attachShared: (object: string, opts: { skipPrograms?: string[] } = {}) => {
-          const { SharedObject } = require('./bpf/shared') as typeof import('./bpf/shared');
-          const shared = SharedObject.ensure(layout, object);
-          // A reference for gc (the set outlives this container; its release is a no-op).
-          ensurePinDir([{ kind: 'shared-object', path: shared.dir }]);
-          return { shared, programs: shared.attachCgroup(openCgroup(), pinDir, opts.skipPrograms) };
+        attachShared: (object: string, opts: { skipPrograms?: string[]; maps?: string[] } = {}) => {
+          const { linkShared } = require('./bpf/shared') as typeof import('./bpf/shared');
+          return linkShared(layout, object, {
+            cgroupFd: openCgroup(),
+            pinDir,
+            skip: opts.skipPrograms,
+            maps: opts.maps,
+            // The container's reference to the set, journaled (with the pin dir the links go in)
+            // before anything is linked: gc never unloads a set a record names.
+            journal: (dir) => ensurePinDir([{ kind: 'shared-object', path: dir }]),
+          });
         },
       };
       ctx.checkDeadline();
@@ -205,11 +214,12 @@ export function destroyContainer(layout: Layout, id: string, log: Logger): Destr
  */
 function releaseUnjournaled(layout: Layout, id: string, log: Logger): Error[] {
   const { ipamEntries } = require('./state/ipam') as typeof import('./state/ipam');
+  const { hostPrefixLen } = require('./net/addr') as typeof import('./net/addr');
   const orphans = Object.entries(ipamEntries(layout))
     .filter(([, e]) => e.owner === id)
     .flatMap(([address, e]): Resource[] => [
       { kind: 'ipam', address, owner: id },
-      { kind: 'address', device: e.device, address, prefixLen: address.includes(':') ? 128 : 32 },
+      { kind: 'address', device: e.device, address, prefixLen: hostPrefixLen(address) },
     ]);
   return releaseAll(orphans, { layout, log });
 }

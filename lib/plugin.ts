@@ -10,7 +10,7 @@ import type { HostConfig } from './host/config';
 import type { Layout } from './state/paths';
 import type { Resource } from './state/record';
 import type { BpfObject, OpenOptions } from './bpf/object';
-import type { SharedObject } from './bpf/shared';
+import type { SharedLink } from './bpf/shared';
 
 export interface ParseContext<H> {
   host: HostConfig;
@@ -47,10 +47,10 @@ export interface PluginContext<H> extends ParseContext<H> {
   loadIntoCgroup(object: string, opts?: CgroupLoad): BpfObject;
   /**
    * Links the programs of an object loaded once per host (lib/bpf/shared.ts; loaded now if this
-   * is the first container) to the container's cgroup, pinning the links in pinDir. Per-container
-   * values go in the object's cgroup storage map afterwards.
+   * is the first container) to the container's cgroup, pinning the links in pinDir, and opens the
+   * object's `maps` (per-container values go in its cgroup storage map; the caller closes them).
    */
-  attachShared(object: string, opts?: { skipPrograms?: string[] }): { shared: SharedObject; programs: string[] };
+  attachShared(object: string, opts?: { skipPrograms?: string[]; maps?: string[] }): SharedLink;
   /** Throws when the hook's own deadline has passed. */
   checkDeadline(): void;
 }

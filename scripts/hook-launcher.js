@@ -27,20 +27,21 @@ const stage = /^(createRuntime|prestart|poststop)$/.test(process.argv[2] || '') 
 
 const st = fs.statSync(bundle);
 const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${Math.floor(st.mtimeMs)}`;
-// A run that did real work (attach, detach) compiles far more than one that found nothing to do;
-// its cache ("deep") is preferred, and replaces a shallow one as soon as a deep run happens, so
-// a first poststop for an unknown container does not leave every later run half-cached. The
-// hook says it did work through globalThis.taskwireHookDidWork (lib/hook.ts).
+// A run that did real work (attach, detach) compiles far more than one that found nothing to do,
+// so each stage has two caches. "deep" serves runs whose OCI state names io.taskwire.*
+// annotations, and is replaced as soon as such a run did work on a shallower cache (a first
+// poststop for an unknown container must not leave every later run half-cached). "shallow"
+// serves the rest, whatever they turn out to do (with applyToAll they attach too), and is never
+// started from the deep one: the cache written at its exit would carry all of the deep one's
+// code. The hook says it did work through globalThis.taskwireHookDidWork (lib/hook.ts).
 const cacheFor = (depth) => path.join(cacheDir, `${version}-${stage}-${depth}`);
 // A shebang is not JavaScript once the source is wrapped in a function.
 // latin1: the bundle is ASCII (scripts/bundle.js), and skipping UTF-8 decoding saves a copy.
 const source = Module.wrap(fs.readFileSync(bundle, 'latin1').replace(/^#!/, '//'));
 
-// The OCI state is read here, before the cache is chosen: a container without io.taskwire.*
-// annotations (most of them) has nothing to attach, and the deep cache (everything a create
-// compiles) would cost it more to load than the little it runs. It reaches lib/hook.ts as
-// globalThis.taskwireHookStdin ({ data, complete }: a non-blocking descriptor that ran dry is
-// finished there). Only for a real stage: `--help` in a terminal must not wait for input.
+// The OCI state is read here, before the cache is chosen. It reaches lib/hook.ts as
+// globalThis.taskwireHookStdin ({ data, complete }: a descriptor that is not a plain blocking one
+// is finished there). Only for a real stage: `--help` in a terminal must not wait for input.
 let stdin = null;
 if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.includes('-h')) {
   const chunks = [];
@@ -48,16 +49,15 @@ if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.inclu
   try {
     const buf = Buffer.allocUnsafe(65536);
     for (let n; (n = fs.readSync(0, buf, 0, buf.length, null)) > 0; ) chunks.push(Buffer.from(buf.subarray(0, n)));
-  } catch (err) {
-    complete = err.code === 'EOF';
+  } catch {
+    complete = false; // EAGAIN, EBADF: lib/hook.ts reads on, or reports it
   }
   stdin = Buffer.concat(chunks);
   globalThis.taskwireHookStdin = { data: stdin, complete };
 }
 const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
+const target = likelyDeep ? 'deep' : 'shallow';
 
-// A shallow run never starts from the deep cache: the cache it writes at exit would carry all of
-// the deep one's code. Its first run compiles from source instead, once per build.
 let cachedData;
 let cachedDepth = null;
 for (const depth of likelyDeep ? ['deep', 'shallow'] : ['shallow']) {
@@ -72,13 +72,15 @@ for (const depth of likelyDeep ? ['deep', 'shallow'] : ['shallow']) {
 const script = new vm.Script(source, { filename: bundle, cachedData });
 if (script.cachedDataRejected) cachedDepth = null;
 
-if (cachedDepth !== (likelyDeep ? 'deep' : 'shallow')) {
+if (cachedDepth !== target) {
   process.once('exit', () => {
-    const depth = globalThis.taskwireHookDidWork ? 'deep' : 'shallow';
+    const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === cachedDepth) return;
     const cacheFile = cacheFor(depth);
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      // Caches of other bundles or Node versions go (two Node binaries running the hook on one
+      // host would replace each other's: slower, never wrong).
       for (const f of fs.readdirSync(cacheDir)) if (!f.startsWith(version)) fs.rmSync(path.join(cacheDir, f), { force: true, recursive: true });
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });

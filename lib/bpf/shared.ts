@@ -1,35 +1,43 @@
 /*
- * Objects loaded once per host, attached per container. Opening an object (ELF, BTF, relocations)
- * and verifying its programs was most of a createRuntime hook's kernel time (bench/results,
+ * Objects loaded once per host, linked per container. Opening an object (ELF, BTF, relocations)
+ * and verifying its programs was most of a createRuntime hook's kernel time (bench/README.md,
  * hook-latency); a program whose per-container values live in a cgroup storage map
  * (BPF_MAP_TYPE_CGROUP_STORAGE keyed by the cgroup id alone: one value per cgroup, shared by
- * every attach type, allocated by the kernel when the first program is attached and freed with
- * the last link) is the same for every container, so it is loaded and verified once. A later
- * container costs a link per program and one map update.
+ * every attach type, made by the kernel when the first program is attached to the cgroup) is the
+ * same for every container, so it is loaded and verified once. A later container costs a link
+ * per program and one map update.
  *
- *   <bpffs>/taskwire/_shared/objects/<object>-<size>-<mtime>/
+ *   <bpffs>/taskwire/_shared/objects/<object>-<content id>/
  *       prog_<attach type>_<program>   every program of the object (the attach type in the name:
  *                                      bpf_prog_info does not carry expected_attach_type)
  *       map_<map>                      every named map (host-wide, e.g. ip-per-task's binds)
  *
- * The directory is made under a lock as a temporary one and renamed into place, so a hook that
- * sees it sees it whole. A rebuilt object gets a new directory; containers keep the programs
- * they were linked to, and `taskwire gc` removes sets no live container's record names.
+ * The content id is the object's sha256 (written next to it by the build; computed here when
+ * missing), so a rebuild is never taken for the object it replaced. A set is made under an
+ * exclusive lock as tmp-<pid>-<time> and renamed into place, so a hook that sees it sees it whole.
+ * Hooks link under the same lock held shared, after journaling their reference to the set;
+ * `taskwire gc` unloads sets under it held exclusive, re-reading the records: a set is never
+ * taken away from a hook that is linking it. Every directory on the way must be root's alone.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { bpfObjectPath } from '../assets';
+import { TaskwireError } from '../errors';
 import { libbpf, libc } from '../ffi';
-import { ensureBpffs } from '../host/discovery';
+import { checkOwnedDir, ensureBpffs } from '../host/discovery';
 import { withFileLock } from '../state/lock';
-import { Layout, sharedPinDir } from '../state/paths';
+import { Layout, pinRoot, sharedPinDir } from '../state/paths';
 import { checkInt } from './libbpf';
 import { BpfMap } from './map';
 
 export const sharedObjectsDir = (l: Layout) => join(sharedPinDir(l), 'objects');
-const PROG_PIN = /^prog_(\d+)_(.+)$/;
-/** Where a loaded object's map is pinned; the object may have been unloaded (gc) meanwhile. */
+/** Held shared by hooks while they link a set, exclusive to make or unload one. */
+export const sharedObjectsLock = (l: Layout) => join(l.runDir, 'shared-objects.lock');
+/** Where a loaded object's map is pinned; the set may have been unloaded (gc) meanwhile. */
 export const sharedMapPath = (dir: string, map: string) => join(dir, `map_${map}`);
+/** A loader's directory before it is published (never a set: gc and hooks skip it). */
+export const isLoaderTemp = (name: string) => name.startsWith('tmp-');
+const PROG_PIN = /^prog_(\d+)_(.+)$/;
 
 export interface SharedProgram {
   name: string;
@@ -37,25 +45,26 @@ export interface SharedProgram {
   pin: string;
 }
 
+/** The set directory for the object as built now. */
+export function sharedObjectDir(layout: Layout, object: string): string {
+  const file = bpfObjectPath(object);
+  let id: string;
+  try {
+    id = readFileSync(`${file}.id`, 'utf8').trim();
+  } catch {
+    // Built without the Makefile: hash it here (node:crypto costs a hook a few milliseconds).
+    const { createHash } = require('node:crypto') as typeof import('node:crypto');
+    id = createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
+  }
+  if (!/^[0-9a-f]{16}$/.test(id)) throw new TaskwireError('SYSTEM', `${file}.id: not an object id (rebuild with make)`);
+  return join(sharedObjectsDir(layout), `${object}-${id}`);
+}
+
 export class SharedObject {
   private constructor(
     readonly dir: string,
     readonly programs: SharedProgram[],
   ) {}
-
-  /** The loaded set for this build of `object`, loading it first if no hook has yet. */
-  static ensure(layout: Layout, object: string): SharedObject {
-    const file = bpfObjectPath(object);
-    const st = statSync(file);
-    const dir = join(sharedObjectsDir(layout), `${object}-${st.size}-${Math.floor(st.mtimeMs)}`);
-    if (!existsSync(dir)) {
-      ensureBpffs(layout.bpffs);
-      withFileLock(join(layout.runDir, 'shared-objects.lock'), () => {
-        if (!existsSync(dir)) loadAndPin(file, dir);
-      });
-    }
-    return SharedObject.open(dir);
-  }
 
   static open(dir: string): SharedObject {
     const programs: SharedProgram[] = [];
@@ -95,15 +104,66 @@ export class SharedObject {
   }
 }
 
-function loadAndPin(file: string, dir: string): void {
+export interface SharedLink {
+  dir: string;
+  programs: string[];
+  /** The maps asked for, open: the caller fills and closes them. */
+  maps: Record<string, BpfMap>;
+}
+
+/**
+ * Links `object`'s host-wide copy (loaded first if need be) to a cgroup. `journal(dir)` records
+ * the container's reference before anything is linked; `maps` are opened while the set is held.
+ */
+export function linkShared(
+  layout: Layout,
+  object: string,
+  link: { cgroupFd: number; pinDir: string; skip?: string[]; maps?: string[]; journal: (dir: string) => void },
+): SharedLink {
+  const dir = sharedObjectDir(layout, object);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (!existsSync(dir)) {
+      ensureBpffs(layout.bpffs);
+      withFileLock(sharedObjectsLock(layout), () => {
+        if (!existsSync(dir)) loadAndPin(layout, bpfObjectPath(object), dir);
+      });
+    }
+    const done = withFileLock(
+      sharedObjectsLock(layout),
+      () => {
+        if (!existsSync(dir)) return null; // unloaded by gc in between: load it again
+        for (const d of [pinRoot(layout), sharedPinDir(layout), sharedObjectsDir(layout), dir]) checkOwnedDir(d);
+        link.journal(dir);
+        const set = SharedObject.open(dir);
+        const programs = set.attachCgroup(link.cgroupFd, link.pinDir, link.skip);
+        const maps: Record<string, BpfMap> = {};
+        try {
+          for (const m of link.maps ?? []) maps[m] = set.openMap(m);
+        } catch (err) {
+          for (const m of Object.values(maps)) m.close();
+          throw err;
+        }
+        return { dir, programs, maps };
+      },
+      'shared',
+    );
+    if (done) return done;
+  }
+  throw new TaskwireError('STATE', `${dir} keeps disappearing while being linked (a gc loop?)`);
+}
+
+function loadAndPin(layout: Layout, file: string, dir: string): void {
   const { BpfObject } = require('./object') as typeof import('./object');
-  const parent = join(dir, '..');
+  const parent = dirname(dir);
   mkdirSync(parent, { recursive: true, mode: 0o700 });
-  // bpffs refuses dots in names; the pid keeps a crashed loader's leftover apart.
-  const tmp = join(parent, `tmp-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp, { mode: 0o700 });
+  for (const d of [pinRoot(layout), sharedPinDir(layout), parent]) checkOwnedDir(d);
+  // Leftovers of loaders that died half way (the exclusive lock is ours: none is running).
+  for (const n of readdirSync(parent)) if (isLoaderTemp(n)) rmSync(join(parent, n), { recursive: true, force: true });
   const obj = BpfObject.open(file);
+  // bpffs refuses dots in names.
+  const tmp = join(parent, `tmp-${process.pid}-${Date.now()}`);
   try {
+    mkdirSync(tmp, { mode: 0o700 });
     for (const p of obj.programs()) checkInt(libbpf.objPin(p.fd, join(tmp, `prog_${p.expectedAttachType}_${p.name}`)), `pin program ${p.name}`);
     for (const m of obj.mapNames()) obj.pinMap(m, join(tmp, `map_${m}`));
     renameSync(tmp, dir);
@@ -113,6 +173,16 @@ function loadAndPin(file: string, dir: string): void {
   } finally {
     obj.close();
   }
-  // Leftovers of loaders that died half way (the lock is ours, so none is in progress).
-  for (const n of readdirSync(parent)) if (n.startsWith('tmp-')) rmSync(join(parent, n), { recursive: true, force: true });
+}
+
+/** Unloads a set (gc): under the exclusive lock, and only if `unused()` still says so there. */
+export function unloadShared(layout: Layout, name: string, unused: (dir: string) => boolean): boolean {
+  if (isLoaderTemp(name) || basename(name) !== name) return false;
+  const dir = join(sharedObjectsDir(layout), name);
+  return withFileLock(sharedObjectsLock(layout), () => {
+    if (!existsSync(dir) || !unused(dir)) return false;
+    // Unpinning the programs unloads those no link holds; maps go with their last user.
+    rmSync(dir, { recursive: true, force: true });
+    return true;
+  });
 }

@@ -3,7 +3,7 @@
  * mount it at /sys/fs/cgroup/unified), a container's cgroup from /proc/PID/cgroup, bpffs, and
  * the host network namespace's cookie.
  */
-import { existsSync, mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SyscallError, TaskwireError } from '../errors';
 
@@ -78,7 +78,22 @@ export function ensureBpffs(dir: string): void {
   }
   // Loaded lazily: a hook with nothing to do never loads the native module.
   const { libc, errno } = require('../ffi') as typeof import('../ffi');
-  if (libc.mount('bpf', dir, 'bpf', 0, null) !== 0) throw new SyscallError('SYSTEM', `mount bpffs at ${dir}`, errno());
+  // Root only: a bpffs is world-writable (1777) by default, and pins are taskwire's state.
+  if (libc.mount('bpf', dir, 'bpf', 0, 'mode=0700') !== 0) throw new SyscallError('SYSTEM', `mount bpffs at ${dir}`, errno());
+}
+
+/**
+ * Refuses a directory of taskwire's state that someone else could have made or can write: on a
+ * bpffs mounted 1777 (the default) any user may create <bpffs>/taskwire before taskwire first
+ * runs, and whatever pins it then held would be trusted.
+ */
+export function checkOwnedDir(dir: string): void {
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== process.getuid!() || (st.mode & 0o022) !== 0)
+    throw new TaskwireError(
+      'STATE',
+      `${dir} is ${st.isSymbolicLink() ? 'a symbolic link' : !st.isDirectory() ? 'not a directory' : st.uid !== process.getuid!() ? `owned by uid ${st.uid}` : 'writable by group or others'}: refusing to use it (remove it; taskwire recreates it)`,
+    );
 }
 
 const SOL_SOCKET = 1;

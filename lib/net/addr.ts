@@ -49,12 +49,17 @@ function ip6Bytes(text: string): Uint8Array | null {
   return out;
 }
 
+const bytesOf = (text: unknown): Uint8Array | null => (typeof text !== 'string' ? null : text.includes(':') ? ip6Bytes(text) : ip4Bytes(text));
+
 /** The address in network byte order (4 or 16 bytes); throws ConfigError naming `what`. */
 export function ipBytes(text: string, what = 'address'): Uint8Array {
-  const b = typeof text === 'string' ? (text.includes(':') ? ip6Bytes(text) : ip4Bytes(text)) : null;
+  const b = bytesOf(text);
   if (!b) throw new ConfigError(`${what}: ${JSON.stringify(text)} is not an IP address`);
   return b;
 }
+
+/** The prefix length of a single host: /128 or /32. */
+export const hostPrefixLen = (address: string): number => (address.includes(':') ? 128 : 32);
 
 export function ipFromBytes(b: Uint8Array): string {
   if (b.length === 4) return b.join('.');
@@ -72,7 +77,7 @@ export function ipFromBytes(b: Uint8Array): string {
 }
 
 export function parseIp(text: string, what: string, family?: Family): { family: Family; address: string } {
-  const b = typeof text === 'string' ? (text.includes(':') ? ip6Bytes(text) : ip4Bytes(text)) : null;
+  const b = bytesOf(text);
   const got: Family | undefined = b ? (b.length === 4 ? 4 : 6) : undefined;
   if (!b || !got || (family && family !== got))
     throw new ConfigError(`${what}: ${JSON.stringify(text)} is not an ${family ? `IPv${family}` : 'IP'} address`);

@@ -8,15 +8,17 @@ import { dirname } from 'node:path';
 import { SyscallError } from '../errors';
 import { errno, libc } from '../ffi';
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const EINTR = 4;
 
-export function withFileLock<T>(path: string, fn: () => T): T {
+/** Runs fn holding an flock on `path`: exclusive by default, or shared with other shared holders. */
+export function withFileLock<T>(path: string, fn: () => T, mode: 'exclusive' | 'shared' = 'exclusive'): T {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const fd = openSync(path, 'a', 0o600);
   try {
     for (;;) {
-      if (libc.flock(fd, LOCK_EX) === 0) break;
+      if (libc.flock(fd, mode === 'shared' ? LOCK_SH : LOCK_EX) === 0) break;
       const e = errno();
       if (e !== EINTR) throw new SyscallError('SYSTEM', `lock ${path}`, e);
     }

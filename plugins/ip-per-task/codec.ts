@@ -13,6 +13,7 @@ export const taskKey = u64;
 export const taskValue = struct('tw_ipt_task', {
   addr: taskAddr,
   cgroup_id: u64,
+  binds: u64,
 });
 
 /** Host-wide: every task's bound sockets, keyed by socket cookie. */

@@ -9,10 +9,12 @@
  *   {"ip6": "...|auto", "ip4": "...|auto"} either or both
  * Explicit addresses must lie in the host's allowedPrefixes; auto ones come from its pool.
  */
+import { TaskwireError } from '../../lib/errors';
 import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { definePlugin } from '../../lib/plugin';
 import { validate } from '../../lib/schema';
 import { taskAddrValue } from '../../lib/bpf/task-addr';
+import { hostPrefixLen } from '../../lib/net/addr';
 import { AddressRequest, claimAddresses, resolveAddressRequest } from '../../lib/net/task-address';
 import { BPF_OBJECT, TASK_MAP, taskKey, taskValue } from './codec';
 
@@ -56,10 +58,9 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
   attach(ctx, req) {
     const device = ctx.section.device ?? 'lo';
     const { addAddress } = require('../../lib/net/netlink') as typeof import('../../lib/net/netlink');
-    const hostPrefix = (family: number) => (family === 6 ? 128 : 32);
     const addrs = claimAddresses(ctx, req, ctx.section.pool ?? 'default', device, {
-      resource: (address, family) => ({ kind: 'address', device, address, prefixLen: hostPrefix(family) }),
-      create: (address, family) => addAddress(device, address, hostPrefix(family)),
+      resource: (address) => ({ kind: 'address', device, address, prefixLen: hostPrefixLen(address) }),
+      create: (address) => addAddress(device, address, hostPrefixLen(address)),
     });
 
     // A family the task has no address in gets no rewriting programs: every cgroup hook that
@@ -69,11 +70,14 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     // Loaded once per host; this container's addresses go in its cgroup storage, which the
     // links just created. Until this update the programs see zeros and leave sockets alone;
     // the container's process has not run yet.
-    const { shared, programs } = ctx.attachShared(BPF_OBJECT, { skipPrograms: skip });
-    const task = shared.openMap(TASK_MAP);
+    const { programs, maps } = ctx.attachShared(BPF_OBJECT, { skipPrograms: skip, maps: [TASK_MAP] });
+    const task = maps[TASK_MAP];
     try {
+      const { mapInfo } = require('../../lib/introspect') as typeof import('../../lib/introspect');
+      const size = mapInfo(task.fd).valueSize;
+      if (size !== taskValue.size) throw new TaskwireError('SYSTEM', `${TASK_MAP}: values of ${size} bytes, this taskwire writes ${taskValue.size} (BPF objects and code from different builds: run make)`);
       const cgroupId = ctx.container.cgroupId;
-      task.update(taskKey, cgroupId, taskValue, { addr: taskAddrValue(addrs), cgroup_id: cgroupId });
+      task.update(taskKey, cgroupId, taskValue, { addr: taskAddrValue(addrs), cgroup_id: cgroupId, binds: 0n });
     } finally {
       task.close();
     }

@@ -115,7 +115,7 @@ describePrivileged(
       expect(r1.err).toMatch(/no container "no-such-container"/);
       const r2 = await cli('--config', host.configPath, 'inspect', t.id, 'nope');
       expect(r2.code).toBe(1);
-      expect(r2.err).toMatch(/has no pinned map "nope" \(pinned: _shared\/objects\/ip_per_task-[0-9-]+\/map_tw_ipt_binds, _shared\/objects\/ip_per_task-[0-9-]+\/map_tw_ipt_task\)/);
+      expect(r2.err).toMatch(/has no pinned map "nope" \(pinned: _shared\/objects\/ip_per_task-[0-9a-f]+\/map_tw_ipt_binds, _shared\/objects\/ip_per_task-[0-9a-f]+\/map_tw_ipt_task\)/);
     });
 
     test('stats: a sample counts the runs of connects made meanwhile; JIT size and map memory', async () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
 import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
@@ -9,7 +9,7 @@ import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
 import { actor, once } from '../helpers/net';
 import { BpfMap } from '../../lib/bpf/map';
-import { bindKey, bindValue, BINDS_MAP } from '../../plugins/ip-per-task/codec';
+import { bindKey, bindValue, BINDS_MAP, TASK_MAP, taskKey, taskValue } from '../../plugins/ip-per-task/codec';
 import { sharedMapPath } from '../../lib/bpf/shared';
 import { gc, gcCandidates, listContainers } from '../../lib/inventory';
 import { listPorts } from '../../cli/commands/ls-ports';
@@ -45,7 +45,35 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(entries).toContainEqual({ cgroup_id: BigInt(t.record.cgroupId), addr: t.ip6, port: l.port, protocol: 6, family: 10 });
     const ports = listPorts(listContainers({ bpffs: host.bpffs, runDir: host.runDir }));
     expect(ports.filter((p) => p.container === t.id)).toEqual([{ container: t.id, protocol: 'tcp', address: t.ip6, port: l.port, localhost: null }]);
-    srv.kill();
+    // Its storage counts the task's entries (the per-task cap); the count goes back at release.
+    const task = BpfMap.openPinned(sharedMapPath(set, TASK_MAP));
+    const count = () => task.lookup(taskKey, BigInt(t.record.cgroupId), taskValue)!.binds;
+    try {
+      expect(count()).toBe(1n);
+      srv.kill();
+      await eventually(() => count() === 0n, 'the bind count to drop at sock_release');
+    } finally {
+      task.close();
+    }
+  });
+
+  test('a pin root someone else made or can write is refused, with nothing left', async () => {
+    const own = testHost();
+    const { cgroup, pid } = await cgroupWithProcess();
+    const root = join(own.bpffs, 'taskwire');
+    mkdirSync(root, { mode: 0o777 });
+    chmodSync(root, 0o777);
+    const id = uniq('tw.owner');
+    const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, own.configPath);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/taskwire is writable by group or others: refusing to use it/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cgroupPrograms(cgroup)).toEqual([]);
+    expect(readRecord({ bpffs: own.bpffs, runDir: own.runDir }, id)).toBeUndefined();
+    expect(Object.values(ipamEntries({ bpffs: own.bpffs, runDir: own.runDir })).filter((e) => e.owner === id)).toEqual([]);
+    chmodSync(root, 0o700);
+    expect((await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, own.configPath)).code).toBe(0);
+    expect((await hook('poststop', { id }, own.configPath)).code).toBe(0);
   });
 
   test('the object is verified once per host: later containers link the same programs; a sub-cgroup keeps its container address; gc unloads unused sets', async () => {
@@ -70,6 +98,9 @@ describePrivileged('ip-per-task on the real kernel', () => {
 
     const layout = { bpffs: own.bpffs, runDir: own.runDir };
     const item = `_shared/objects/${basename(setOf(a))}`;
+    // A loader's directory before it is published is never gc's (it would publish a partial set).
+    mkdirSync(join(dirname(setOf(a)), 'tmp-1-1'));
+    expect(gcCandidates(layout).map((i) => i.id).filter((i) => i.includes('tmp-'))).toEqual([]);
     expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
     destroyContainer(layout, a.id, silentLog);
     expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
