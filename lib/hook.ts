@@ -130,12 +130,12 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
     id = state.id;
     clock.mark('stdin');
     const { taskwireAnnotations } = await import('./pipeline');
-    const { appliesToAll, configPath, loadHostConfig, peekAppliesToAll } = await import('./host/config');
+    const { appliesToAll, configPath, loadHostConfig, loadHostPaths, peekAppliesToAll } = await import('./host/config');
     const wanted = taskwireAnnotations(state.annotations).length > 0;
     clock.mark('load pipeline');
 
     if (stage === 'poststop') {
-      const host = loadHostConfig(configPath(parsed.config, io.env));
+      const host = loadHostPaths(configPath(parsed.config, io.env));
       const { recordPath, validateContainerId } = await import('./state/paths');
       validateContainerId(state.id);
       const layout = { bpffs: host.bpffs, runDir: host.runDir };

@@ -12,9 +12,12 @@ import { pinsOf } from './inventory';
 import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SyscallError } from './errors';
-import { addressOf, libbpf, readCString } from './ffi';
+import { addressOf, libbpf } from './ffi';
 import { checkInt } from './bpf/libbpf';
+import { enumName, fdinfo, infoByFd, mapInfo, type MapInfo } from './bpf/info';
 import { containerPinDir, Layout } from './state/paths';
+
+export { enumName, mapInfo, type MapInfo };
 
 export type PinKind = 'link' | 'map' | 'prog' | 'unknown';
 
@@ -42,22 +45,6 @@ export interface ProgInfo {
   memlock: number;
 }
 
-export interface MapInfo {
-  id: number;
-  name: string;
-  type: string;
-  typeId: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
-  btfId: number;
-  btfKeyTypeId: number;
-  btfValueTypeId: number;
-  /** Memory charged for the map (fdinfo memlock), bytes. */
-  memlock: number;
-}
-
 export interface PinnedObject {
   /** Path relative to the container's pin dir, e.g. ip-per-task/link_tw_ipt_bind4. */
   rel: string;
@@ -73,36 +60,12 @@ export interface PinnedObject {
 }
 
 const PROG_INFO_SIZE = 232;
-const MAP_INFO_SIZE = 88;
 const LINK_INFO_SIZE = 48;
 const LINK_CGROUP = 3;
 const LINK_NETNS = 5;
 const LINK_XDP = 6;
 const LINK_TCX = 11;
 const LINK_NETKIT = 13;
-
-/** A kernel enum value by libbpf's name for it (#N past what this libbpf knows). */
-export function enumName(fn: (t: number) => unknown, t: number): string {
-  const s = fn(t);
-  return s ? readCString(s) : `#${t}`;
-}
-
-function infoByFd(fd: number, size: number, what: string, prepare?: (b: Buffer) => void): Buffer {
-  const buf = Buffer.alloc(size);
-  prepare?.(buf);
-  const len = [size];
-  checkInt(libbpf.objGetInfoByFd(fd, buf, len) as number, what);
-  return buf;
-}
-
-function fdinfo(fd: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return out;
-}
 
 export function kindOfFd(fd: number): PinKind {
   const target = readlinkSync(`/proc/self/fd/${fd}`);
@@ -162,27 +125,6 @@ export function progInfo(fd: number): ProgInfo {
     runCnt: b.readBigUInt64LE(200),
     verifiedInsns: b.readUInt32LE(216),
     mapIds: Array.from({ length: nMaps }, (_, i) => ids.readUInt32LE(i * 4)),
-    memlock: Number(fdinfo(fd).memlock ?? 0),
-  };
-}
-
-export function mapInfo(fd: number): MapInfo {
-  const b = infoByFd(fd, MAP_INFO_SIZE, 'map info');
-  const name = b.subarray(24, 40);
-  const end = name.indexOf(0);
-  const typeId = b.readUInt32LE(0);
-  return {
-    id: b.readUInt32LE(4),
-    name: name.subarray(0, end < 0 ? 16 : end).toString('utf8'),
-    type: enumName(libbpf.mapTypeStr, typeId),
-    typeId,
-    keySize: b.readUInt32LE(8),
-    valueSize: b.readUInt32LE(12),
-    maxEntries: b.readUInt32LE(16),
-    flags: b.readUInt32LE(20),
-    btfId: b.readUInt32LE(64),
-    btfKeyTypeId: b.readUInt32LE(68),
-    btfValueTypeId: b.readUInt32LE(72),
     memlock: Number(fdinfo(fd).memlock ?? 0),
   };
 }

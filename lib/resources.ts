@@ -31,10 +31,22 @@ registerResourceKind('address', (r) => {
   removeAddress(r.device as string, r.address as string, r.prefixLen as number);
 });
 
-registerResourceKind('ipam', (r, ctx) => {
-  const { releaseAddress } = require('./state/ipam') as typeof import('./state/ipam');
-  releaseAddress(ctx.layout, r.address as string, r.owner as string);
-});
+/**
+ * Kind 'ipam' (an address allocation): released by releaseAll together, after everything else of the container (its addresses are
+ * off the host by then): one lock and one rewrite of the allocation file instead of one each.
+ */
+function releaseAllocations(rs: Resource[], ctx: ReleaseContext): Error[] {
+  if (!rs.length) return [];
+  const { releaseAddresses } = require('./state/ipam') as typeof import('./state/ipam');
+  try {
+    releaseAddresses(ctx.layout, rs.map((r) => ({ address: r.address as string, owner: r.owner as string })));
+    for (const r of rs) ctx.log.debug({ resource: r }, 'released');
+    return [];
+  } catch (err) {
+    ctx.log.warn({ resources: rs, err }, 'could not release');
+    return [err as Error];
+  }
+}
 
 /**
  * A network device pair by its host end (netns plugin); the peer goes with it. The netns plugin
@@ -98,7 +110,9 @@ registerResourceKind('file', (r) => rmSync(r.path as string, { force: true }));
 /** Undoes resources newest first; returns the failures (each already logged). */
 export function releaseAll(resources: Resource[], ctx: ReleaseContext): Error[] {
   const errors: Error[] = [];
+  const allocations = resources.filter((r) => r.kind === 'ipam');
   for (const r of [...resources].reverse()) {
+    if (r.kind === 'ipam') continue; // below, together
     const release = kinds.get(r.kind) ?? pluginResourceKinds[r.kind]?.();
     try {
       if (!release) throw new Error(`no release function for resource kind ${r.kind}`);
@@ -109,5 +123,5 @@ export function releaseAll(resources: Resource[], ctx: ReleaseContext): Error[] 
       errors.push(err as Error);
     }
   }
-  return errors;
+  return [...errors, ...releaseAllocations(allocations, ctx)];
 }

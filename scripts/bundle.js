@@ -72,7 +72,9 @@ const lazyModules = {
   },
 };
 
-const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning', absWorkingDir: root, legalComments: 'none', plugins: [koffiPlugin] };
+// The koffi version the bundles are built against: scripts/koffi-direct.js loads only that binary.
+const define = { KOFFI_VERSION: JSON.stringify(require(path.join(root, 'node_modules', 'koffi', 'package.json')).version) };
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning', absWorkingDir: root, legalComments: 'none', plugins: [koffiPlugin], define };
 
 /**
  * A hook bundle at outDir/taskwire-hook-main.js with its launcher at outDir/taskwire-hook.js.

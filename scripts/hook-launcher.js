@@ -74,6 +74,7 @@ if (script.cachedDataRejected) cachedDepth = null;
 
 if (cachedDepth !== target) {
   process.once('exit', () => {
+    if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === cachedDepth) return;
     const cacheFile = cacheFor(depth);

@@ -1,27 +1,42 @@
 // What the bundles get for `require('koffi')`. koffi's own index.js loads its download/install
 // tooling first (node:https, node:zlib, node:crypto: about a third of a hook's start-up) just to
 // find the prebuilt binary; on the platforms taskwire supports that binary sits at a fixed path,
-// so it is required directly. koffi's wrapper only adds deprecated aliases, which taskwire does
+// so it is loaded directly. koffi's wrapper only adds deprecated aliases, which taskwire does
 // not use. Anything unexpected (another platform, a version mismatch) falls back to the package.
+//
+// The bundle knows the koffi version it was built against (KOFFI_VERSION, from scripts/bundle.js)
+// and looks first where a checkout or an install keeps it, next to dist/: a node_modules walk,
+// koffi's package.json and require's handling of a .node file cost a hook most of a millisecond
+// on top of the dlopen itself.
 'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+/* global KOFFI_VERSION */
+const version = typeof KOFFI_VERSION === 'string' ? KOFFI_VERSION : null;
+
+function* koffiDirs() {
+  yield path.join(__dirname, '..', 'node_modules', 'koffi');
+  try {
+    yield path.dirname(require.resolve('koffi/package.json'));
+  } catch {
+    // not resolvable from here either: the package fallback below says why
+  }
+}
 
 function direct() {
-  if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'arm64')) return null;
-  // One node_modules walk for the package, then absolute paths (each bare request walks again).
-  let dir, version;
-  try {
-    const manifest = require.resolve('koffi/package.json');
-    dir = manifest.slice(0, -'/package.json'.length);
-    version = require(manifest).version;
-  } catch {
-    return null;
-  }
-  for (const libc of ['linux', 'musl']) {
-    try {
-      const native = require(`${dir}/build/koffi/${libc}_${process.arch}/koffi.node`);
-      if (native && native.version === version) return native;
-    } catch {
-      // wrong libc flavour or not shipped: try the next, then the package
+  if (!version || process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'arm64')) return null;
+  for (const dir of koffiDirs()) {
+    for (const libc of ['linux', 'musl']) {
+      const file = `${dir}/build/koffi/${libc}_${process.arch}/koffi.node`;
+      if (!fs.existsSync(file)) continue;
+      try {
+        const mod = { exports: {} };
+        process.dlopen(mod, file);
+        if (mod.exports && mod.exports.version === version) return mod.exports;
+      } catch {
+        // wrong libc flavour: try the next, then the package
+      }
     }
   }
   return null;

@@ -154,6 +154,9 @@ export function linkShared(
 
 function loadAndPin(layout: Layout, file: string, dir: string): void {
   const { BpfObject } = require('./object') as typeof import('./object');
+  // Tells scripts/hook-launcher.js not to keep this run's code cache: every later run would pay
+  // to deserialize loader code it never runs.
+  (globalThis as { taskwireHookColdRun?: boolean }).taskwireHookColdRun = true;
   const parent = dirname(dir);
   mkdirSync(parent, { recursive: true, mode: 0o700 });
   for (const d of [pinRoot(layout), sharedPinDir(layout), parent]) checkOwnedDir(d);

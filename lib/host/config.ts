@@ -31,24 +31,46 @@ export function configPath(explicit?: string, env: NodeJS.ProcessEnv = process.e
   return explicit || env.TASKWIRE_CONFIG || DEFAULT_CONFIG_PATH;
 }
 
-export function loadHostConfig(path: string): HostConfig {
-  let raw: unknown = {};
-  let found: string | null = path;
+/** The file's JSON, and its path (null: the default path, absent, so defaults apply). */
+function readHostConfig(path: string): { raw: unknown; found: string | null } {
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    return { raw: JSON.parse(readFileSync(path, 'utf8')), found: path };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && path === DEFAULT_CONFIG_PATH) found = null;
-    else if (code) throw new ConfigError(`host config ${path}: ${code === 'ENOENT' ? 'not found' : code}`);
-    else throw new ConfigError(`host config ${path}: not valid JSON (${(err as Error).message})`);
+    if (code === 'ENOENT' && path === DEFAULT_CONFIG_PATH) return { raw: {}, found: null };
+    if (code) throw new ConfigError(`host config ${path}: ${code === 'ENOENT' ? 'not found' : code}`);
+    throw new ConfigError(`host config ${path}: not valid JSON (${(err as Error).message})`);
   }
-  const cfg = validate<Omit<HostConfig, 'path'>>('taskwire:host-config', raw, `host config ${path}`);
-  const out: HostConfig = {
+}
+
+export type HostPaths = Pick<HostConfig, 'path' | 'bpffs' | 'runDir' | 'logFile' | 'logLevel'>;
+
+/** The state and log locations, with their defaults. */
+function pathsOf(cfg: Partial<HostPaths>, found: string | null): HostPaths {
+  return {
     path: found,
     bpffs: cfg.bpffs ?? '/sys/fs/bpf',
     runDir: cfg.runDir ?? '/run/taskwire',
     logFile: cfg.logFile ?? '/var/log/taskwire/taskwire.log',
     logLevel: cfg.logLevel ?? 'info',
+  };
+}
+
+/**
+ * Only where the state and the log are, validated by the host configuration's own definitions
+ * (lib/schemas/host-paths.schema.json): what poststop needs. It undoes a container even after an
+ * unrelated part of the file was broken, and does not load the whole schema's validator.
+ */
+export function loadHostPaths(path: string): HostPaths {
+  const { raw, found } = readHostConfig(path);
+  return pathsOf(validate<Partial<HostPaths>>('taskwire:host-paths', raw, `host config ${path}`), found);
+}
+
+export function loadHostConfig(path: string): HostConfig {
+  const { raw, found } = readHostConfig(path);
+  const cfg = validate<Omit<HostConfig, 'path'>>('taskwire:host-config', raw, `host config ${path}`);
+  const out: HostConfig = {
+    ...pathsOf(cfg, found),
     hookTimeoutMs: cfg.hookTimeoutMs ?? 8000,
     policyDir: cfg.policyDir ?? '/etc/taskwire/policies',
     pools: cfg.pools ?? {},

@@ -67,11 +67,16 @@ export function allocateAddress(l: Layout, prefix: Cidr, owner: string, device: 
 
 /** Releases an address if `owner` holds it; a missing entry counts as released. */
 export function releaseAddress(l: Layout, address: string, owner: string): boolean {
+  return releaseAddresses(l, [{ address, owner }]) === 1;
+}
+
+/** Releases several (a container's IPv6 and IPv4) under one lock; returns how many it held. */
+export function releaseAddresses(l: Layout, entries: { address: string; owner: string }[]): number {
   return withFileLock(ipamLockPath(l), () => {
     const s = read(l);
-    if (s[address]?.owner !== owner) return false;
-    delete s[address];
-    write(l, s);
-    return true;
+    const held = entries.filter((e) => s[e.address]?.owner === e.owner);
+    for (const e of held) delete s[e.address];
+    if (held.length) write(l, s);
+    return held.length;
   });
 }

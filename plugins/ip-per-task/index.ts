@@ -73,7 +73,7 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     const { programs, maps } = ctx.attachShared(BPF_OBJECT, { skipPrograms: skip, maps: [TASK_MAP] });
     const task = maps[TASK_MAP];
     try {
-      const { mapInfo } = require('../../lib/introspect') as typeof import('../../lib/introspect');
+      const { mapInfo } = require('../../lib/bpf/info') as typeof import('../../lib/bpf/info');
       const size = mapInfo(task.fd).valueSize;
       if (size !== taskValue.size) throw new TaskwireError('SYSTEM', `${TASK_MAP}: values of ${size} bytes, this taskwire writes ${taskValue.size} (BPF objects and code from different builds: run make)`);
       const cgroupId = ctx.container.cgroupId;

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
@@ -204,6 +204,24 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, host.configPath)).toEqual({ code: 0, stderr: '' });
     expect(existsSync(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id))).toBe(false);
     expect(deviceAddresses()).not.toContain(t.ip6);
+  });
+
+  test('poststop reads only where the state is: a host config broken elsewhere still lets it undo everything', async () => {
+    const t = await startIpt(host, 'auto');
+    removeCgroup(t.cgroup);
+    const broken = join(host.dir, `broken-${t.id}.json`);
+    const cfg = JSON.parse(readFileSync(host.configPath, 'utf8'));
+    cfg.plugins['ip-per-task'].enabled = 'yes'; // invalid, and irrelevant to undoing
+    writeFileSync(broken, JSON.stringify(cfg));
+    expect((await hook('createRuntime', { id: uniq('tw.nope'), pid: process.pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, broken)).stderr).toMatch(/must be boolean/);
+    expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, broken)).toEqual({ code: 0, stderr: '' });
+    expect(readRecord({ bpffs: host.bpffs, runDir: host.runDir }, t.id)).toBeUndefined();
+    expect(deviceAddresses()).not.toContain(t.ip6);
+    // Where the state is must still be right: a wrong type there is refused (exit 0, logged).
+    cfg.plugins['ip-per-task'].enabled = true;
+    cfg.runDir = 7;
+    writeFileSync(broken, JSON.stringify(cfg));
+    expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, broken).stderr).toMatch(/runDir must be string/);
   });
 
   test('auto under 20 parallel hooks gives 20 distinct addresses', async () => {
