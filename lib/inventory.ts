@@ -28,7 +28,7 @@ export interface ContainerView {
 
 /** The host-wide loaded objects (lib/bpf/shared.ts) a record says its container links. */
 export const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
-const liveSharedObjects = (layout: Layout) => new Set(listRecords(layout).filter(isAlive).flatMap(sharedObjectsOf));
+const liveSharedObjects = (records: ContainerRecord[]) => new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
 
 export function isAlive(rec: ContainerRecord): boolean {
   try {
@@ -87,7 +87,7 @@ export function gcCandidates(layout: Layout): GcItem[] {
     if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
   // Loaded objects stay for the next container (lib/bpf/shared.ts); gc unloads those no live
   // container is linked from, such as earlier builds. After the dead, like the netns pins.
-  const used = new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
+  const used = liveSharedObjects(records);
   let sets: string[] = [];
   try {
     sets = readdirSync(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
@@ -116,7 +116,7 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
     }
     if (item.id.startsWith(SHARED_OBJECT_ITEM)) {
       // Under the set lock, with the records read again there: a hook may have linked it since.
-      if (unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(layout).has(dir))) removed.push(item);
+      if (unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(listRecords(layout)).has(dir))) removed.push(item);
       continue;
     }
     if (item.id === NETNS_SHARED_ITEM) {

@@ -12,7 +12,7 @@ import type { HostConfig } from './host/config';
 import type { CgroupLoad, PluginContext, PluginDef } from './plugin';
 import { releaseAll } from './resources';
 import { validate } from './schema';
-import { containerPinDir, Layout, pinRoot, pluginPinDir } from './state/paths';
+import { containerPinDir, Layout, pluginPinDir } from './state/paths';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
 import { ANNOTATION_PREFIX, registry } from '../plugins/index';
 import type { BpfObject } from './bpf/object';
@@ -125,10 +125,9 @@ export function createContainer(o: CreateOptions): ContainerRecord {
       // `also`: resources to journal with the pin dir, in the same write (or on their own once it exists).
       const ensurePinDir = (also: Resource[] = []): string => {
         if (!pinRootMade) {
-          const { checkOwnedDir, ensureBpffs } = require('./host/discovery') as typeof import('./host/discovery');
-          ensureBpffs(layout.bpffs);
-          acquire([{ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, ...also], () => mkdirSync(containerPinDir(layout, c.id), { recursive: true, mode: 0o700 }));
-          checkOwnedDir(pinRoot(layout)); // made by someone else before taskwire first ran?
+          const { ensurePinRoot } = require('./host/discovery') as typeof import('./host/discovery');
+          ensurePinRoot(layout);
+          acquire([{ kind: 'pin-dir', path: containerPinDir(layout, c.id) }, ...also], () => mkdirSync(containerPinDir(layout, c.id), { mode: 0o700 }));
           pinRootMade = true;
         } else if (also.length) acquire(also, () => undefined);
         if (!existsSync(pinDir)) mkdirSync(pinDir, { mode: 0o700 });

@@ -18,9 +18,20 @@ export interface ReleaseContext {
 type Release = (r: Resource, ctx: ReleaseContext) => void;
 
 const kinds = new Map<string, Release>();
+/** Kinds undone all at once, after the others of the same releaseAll (see registerBatchKind). */
+const batchKinds = new Map<string, (rs: Resource[], ctx: ReleaseContext) => void>();
 
 export function registerResourceKind(kind: string, release: Release): void {
   kinds.set(kind, release);
+}
+
+/**
+ * A kind whose resources are cheaper undone together than one by one (one lock, one rewrite of
+ * a shared file). They are released after every other resource of the same call, so nothing
+ * that depends on them is still in place.
+ */
+export function registerBatchKind(kind: string, release: (rs: Resource[], ctx: ReleaseContext) => void): void {
+  batchKinds.set(kind, release);
 }
 
 /** Pins: unlinking a link's pin detaches it (we hold no other reference); a map's frees it. */
@@ -31,22 +42,11 @@ registerResourceKind('address', (r) => {
   removeAddress(r.device as string, r.address as string, r.prefixLen as number);
 });
 
-/**
- * Kind 'ipam' (an address allocation): released by releaseAll together, after everything else of the container (its addresses are
- * off the host by then): one lock and one rewrite of the allocation file instead of one each.
- */
-function releaseAllocations(rs: Resource[], ctx: ReleaseContext): Error[] {
-  if (!rs.length) return [];
+/** Address allocations: a container's IPv6 and IPv4 under one lock, after its addresses are off the host. */
+registerBatchKind('ipam', (rs, ctx) => {
   const { releaseAddresses } = require('./state/ipam') as typeof import('./state/ipam');
-  try {
-    releaseAddresses(ctx.layout, rs.map((r) => ({ address: r.address as string, owner: r.owner as string })));
-    for (const r of rs) ctx.log.debug({ resource: r }, 'released');
-    return [];
-  } catch (err) {
-    ctx.log.warn({ resources: rs, err }, 'could not release');
-    return [err as Error];
-  }
-}
+  releaseAddresses(ctx.layout, rs.map((r) => ({ address: r.address as string, owner: r.owner as string })));
+});
 
 /**
  * A network device pair by its host end (netns plugin); the peer goes with it. The netns plugin
@@ -110,18 +110,26 @@ registerResourceKind('file', (r) => rmSync(r.path as string, { force: true }));
 /** Undoes resources newest first; returns the failures (each already logged). */
 export function releaseAll(resources: Resource[], ctx: ReleaseContext): Error[] {
   const errors: Error[] = [];
-  const allocations = resources.filter((r) => r.kind === 'ipam');
-  for (const r of [...resources].reverse()) {
-    if (r.kind === 'ipam') continue; // below, together
-    const release = kinds.get(r.kind) ?? pluginResourceKinds[r.kind]?.();
+  const attempt = (what: Resource | Resource[], release: () => void) => {
     try {
-      if (!release) throw new Error(`no release function for resource kind ${r.kind}`);
-      release(r, ctx);
-      ctx.log.debug({ resource: r }, 'released');
+      release();
+      ctx.log.debug({ resource: what }, 'released');
     } catch (err) {
-      ctx.log.warn({ resource: r, err }, 'could not release');
+      ctx.log.warn({ resource: what, err }, 'could not release');
       errors.push(err as Error);
     }
+  };
+  for (const r of [...resources].reverse()) {
+    if (batchKinds.has(r.kind)) continue;
+    const release = kinds.get(r.kind) ?? pluginResourceKinds[r.kind]?.();
+    attempt(r, () => {
+      if (!release) throw new Error(`no release function for resource kind ${r.kind}`);
+      release(r, ctx);
+    });
   }
-  return [...errors, ...releaseAllocations(allocations, ctx)];
+  for (const [kind, release] of batchKinds) {
+    const rs = resources.filter((r) => r.kind === kind);
+    if (rs.length) attempt(rs, () => release(rs, ctx));
+  }
+  return errors;
 }

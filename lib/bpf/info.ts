@@ -49,16 +49,15 @@ export function fdinfo(fd: number): Record<string, string> {
   return out;
 }
 
-export function mapInfo(fd: number): MapInfo {
+/** struct bpf_map_info alone: one syscall (a hook checking a map's shape needs no more). */
+export function mapShape(fd: number): Omit<MapInfo, 'type' | 'memlock'> {
   const b = infoByFd(fd, MAP_INFO_SIZE, 'map info');
   const name = b.subarray(24, 40);
   const end = name.indexOf(0);
-  const typeId = b.readUInt32LE(0);
   return {
     id: b.readUInt32LE(4),
     name: name.subarray(0, end < 0 ? 16 : end).toString('utf8'),
-    type: enumName(libbpf.mapTypeStr, typeId),
-    typeId,
+    typeId: b.readUInt32LE(0),
     keySize: b.readUInt32LE(8),
     valueSize: b.readUInt32LE(12),
     maxEntries: b.readUInt32LE(16),
@@ -66,6 +65,11 @@ export function mapInfo(fd: number): MapInfo {
     btfId: b.readUInt32LE(64),
     btfKeyTypeId: b.readUInt32LE(68),
     btfValueTypeId: b.readUInt32LE(72),
-    memlock: Number(fdinfo(fd).memlock ?? 0),
   };
+}
+
+/** The shape, with libbpf's name for its type and the memory charged for it (fdinfo). */
+export function mapInfo(fd: number): MapInfo {
+  const shape = mapShape(fd);
+  return { ...shape, type: enumName(libbpf.mapTypeStr, shape.typeId), memlock: Number(fdinfo(fd).memlock ?? 0) };
 }

@@ -17,16 +17,17 @@
  * exclusive lock as tmp-<pid>-<time> and renamed into place, so a hook that sees it sees it whole.
  * Hooks link under the same lock held shared, after journaling their reference to the set;
  * `taskwire gc` unloads sets under it held exclusive, re-reading the records: a set is never
- * taken away from a hook that is linking it. Every directory on the way must be root's alone.
+ * taken away from a hook that is linking it. Everything lives under <bpffs>/taskwire, which
+ * must be root's alone (lib/host/discovery.ts, ensurePinRoot).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { bpfObjectPath } from '../assets';
 import { TaskwireError } from '../errors';
 import { libbpf, libc } from '../ffi';
-import { checkOwnedDir, ensureBpffs } from '../host/discovery';
+import { ensurePinRoot } from '../host/discovery';
 import { withFileLock } from '../state/lock';
-import { Layout, pinRoot, sharedPinDir } from '../state/paths';
+import { Layout, sharedPinDir } from '../state/paths';
 import { checkInt } from './libbpf';
 import { BpfMap } from './map';
 
@@ -39,7 +40,7 @@ export const sharedMapPath = (dir: string, map: string) => join(dir, `map_${map}
 export const isLoaderTemp = (name: string) => name.startsWith('tmp-');
 const PROG_PIN = /^prog_(\d+)_(.+)$/;
 
-export interface SharedProgram {
+interface SharedProgram {
   name: string;
   attachType: number;
   pin: string;
@@ -60,48 +61,37 @@ export function sharedObjectDir(layout: Layout, object: string): string {
   return join(sharedObjectsDir(layout), `${object}-${id}`);
 }
 
-export class SharedObject {
-  private constructor(
-    readonly dir: string,
-    readonly programs: SharedProgram[],
-  ) {}
-
-  static open(dir: string): SharedObject {
-    const programs: SharedProgram[] = [];
-    for (const n of readdirSync(dir)) {
-      const m = PROG_PIN.exec(n);
-      if (m) programs.push({ name: m[2], attachType: Number(m[1]), pin: join(dir, n) });
-    }
-    return new SharedObject(dir, programs);
+function programsIn(dir: string): SharedProgram[] {
+  const out: SharedProgram[] = [];
+  for (const n of readdirSync(dir)) {
+    const m = PROG_PIN.exec(n);
+    if (m) out.push({ name: m[2], attachType: Number(m[1]), pin: join(dir, n) });
   }
+  return out;
+}
 
-  openMap(name: string): BpfMap {
-    return BpfMap.openPinned(sharedMapPath(this.dir, name));
-  }
-
-  /**
-   * Links every program but those in `skip` to the cgroup and pins each link as link_<program>
-   * in pinDir (unlinking the pin detaches it). Returns the programs linked.
-   */
-  attachCgroup(cgroupFd: number, pinDir: string, skip: string[] = []): string[] {
-    const linked: string[] = [];
-    for (const p of this.programs) {
-      if (skip.includes(p.name)) continue;
-      const progFd = checkInt(libbpf.objGet(p.pin), `open shared program ${p.pin}`);
+/**
+ * Links every program but those in `skip` to the cgroup and pins each link as link_<program>
+ * in pinDir (unlinking the pin detaches it). Returns the programs linked.
+ */
+function linkPrograms(programs: SharedProgram[], cgroupFd: number, pinDir: string, skip: string[] = []): string[] {
+  const linked: string[] = [];
+  for (const p of programs) {
+    if (skip.includes(p.name)) continue;
+    const progFd = checkInt(libbpf.objGet(p.pin), `open shared program ${p.pin}`);
+    try {
+      const linkFd = checkInt(libbpf.linkCreate(progFd, cgroupFd, p.attachType, null), `attach ${p.name} to cgroup`);
       try {
-        const linkFd = checkInt(libbpf.linkCreate(progFd, cgroupFd, p.attachType, null), `attach ${p.name} to cgroup`);
-        try {
-          checkInt(libbpf.objPin(linkFd, join(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
-        } finally {
-          libc.close(linkFd);
-        }
+        checkInt(libbpf.objPin(linkFd, join(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
       } finally {
-        libc.close(progFd);
+        libc.close(linkFd);
       }
-      linked.push(p.name);
+    } finally {
+      libc.close(progFd);
     }
-    return linked;
+    linked.push(p.name);
   }
+  return linked;
 }
 
 export interface SharedLink {
@@ -121,24 +111,22 @@ export function linkShared(
   link: { cgroupFd: number; pinDir: string; skip?: string[]; maps?: string[]; journal: (dir: string) => void },
 ): SharedLink {
   const dir = sharedObjectDir(layout, object);
+  ensurePinRoot(layout);
   for (let attempt = 0; attempt < 3; attempt++) {
     if (!existsSync(dir)) {
-      ensureBpffs(layout.bpffs);
       withFileLock(sharedObjectsLock(layout), () => {
-        if (!existsSync(dir)) loadAndPin(layout, bpfObjectPath(object), dir);
+        if (!existsSync(dir)) loadAndPin(bpfObjectPath(object), dir);
       });
     }
     const done = withFileLock(
       sharedObjectsLock(layout),
       () => {
         if (!existsSync(dir)) return null; // unloaded by gc in between: load it again
-        for (const d of [pinRoot(layout), sharedPinDir(layout), sharedObjectsDir(layout), dir]) checkOwnedDir(d);
         link.journal(dir);
-        const set = SharedObject.open(dir);
-        const programs = set.attachCgroup(link.cgroupFd, link.pinDir, link.skip);
+        const programs = linkPrograms(programsIn(dir), link.cgroupFd, link.pinDir, link.skip);
         const maps: Record<string, BpfMap> = {};
         try {
-          for (const m of link.maps ?? []) maps[m] = set.openMap(m);
+          for (const m of link.maps ?? []) maps[m] = BpfMap.openPinned(sharedMapPath(dir, m));
         } catch (err) {
           for (const m of Object.values(maps)) m.close();
           throw err;
@@ -152,14 +140,13 @@ export function linkShared(
   throw new TaskwireError('STATE', `${dir} keeps disappearing while being linked (a gc loop?)`);
 }
 
-function loadAndPin(layout: Layout, file: string, dir: string): void {
+function loadAndPin(file: string, dir: string): void {
   const { BpfObject } = require('./object') as typeof import('./object');
   // Tells scripts/hook-launcher.js not to keep this run's code cache: every later run would pay
   // to deserialize loader code it never runs.
   (globalThis as { taskwireHookColdRun?: boolean }).taskwireHookColdRun = true;
   const parent = dirname(dir);
   mkdirSync(parent, { recursive: true, mode: 0o700 });
-  for (const d of [pinRoot(layout), sharedPinDir(layout), parent]) checkOwnedDir(d);
   // Leftovers of loaders that died half way (the exclusive lock is ours: none is running).
   for (const n of readdirSync(parent)) if (isLoaderTemp(n)) rmSync(join(parent, n), { recursive: true, force: true });
   const obj = BpfObject.open(file);

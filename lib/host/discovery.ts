@@ -87,7 +87,7 @@ export function ensureBpffs(dir: string): void {
  * bpffs mounted 1777 (the default) any user may create <bpffs>/taskwire before taskwire first
  * runs, and whatever pins it then held would be trusted.
  */
-export function checkOwnedDir(dir: string): void {
+function checkOwnedDir(dir: string): void {
   const st = lstatSync(dir);
   if (!st.isDirectory() || st.uid !== process.getuid!() || (st.mode & 0o022) !== 0)
     throw new TaskwireError(
@@ -120,10 +120,28 @@ export function kernelRelease(): string {
   return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
 }
 
-/** A plugin's host-wide pin directory (<bpffs>/taskwire/_shared/<plugin>), bpffs mounted first. */
+const ownedRoots = new Set<string>();
+
+/**
+ * <bpffs>/taskwire, bpffs mounted first: made root's alone, or refused when someone else made it
+ * or can write it. The one check for all our pins: only root can add anything under a root-only
+ * directory, and the bpffs sticky bit keeps others from renaming it away. Once per process.
+ */
+export function ensurePinRoot(l: import('../state/paths').Layout): string {
+  const { pinRoot } = require('../state/paths') as typeof import('../state/paths');
+  const root = pinRoot(l);
+  if (ownedRoots.has(root)) return root;
+  ensureBpffs(l.bpffs);
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  checkOwnedDir(root);
+  ownedRoots.add(root);
+  return root;
+}
+
+/** A plugin's host-wide pin directory (<bpffs>/taskwire/_shared/<plugin>). */
 export function ensureSharedPinDir(l: import('../state/paths').Layout, plugin: string): string {
   const { sharedPluginPinDir } = require('../state/paths') as typeof import('../state/paths');
-  ensureBpffs(l.bpffs);
+  ensurePinRoot(l);
   const dir = sharedPluginPinDir(l, plugin);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;

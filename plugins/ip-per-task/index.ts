@@ -73,8 +73,8 @@ export default definePlugin<AddressRequest, IptHostSection, IptSummary>({
     const { programs, maps } = ctx.attachShared(BPF_OBJECT, { skipPrograms: skip, maps: [TASK_MAP] });
     const task = maps[TASK_MAP];
     try {
-      const { mapInfo } = require('../../lib/bpf/info') as typeof import('../../lib/bpf/info');
-      const size = mapInfo(task.fd).valueSize;
+      const { mapShape } = require('../../lib/bpf/info') as typeof import('../../lib/bpf/info');
+      const size = mapShape(task.fd).valueSize;
       if (size !== taskValue.size) throw new TaskwireError('SYSTEM', `${TASK_MAP}: values of ${size} bytes, this taskwire writes ${taskValue.size} (BPF objects and code from different builds: run make)`);
       const cgroupId = ctx.container.cgroupId;
       task.update(taskKey, cgroupId, taskValue, { addr: taskAddrValue(addrs), cgroup_id: cgroupId, binds: 0n });
