@@ -2,7 +2,6 @@
  * One error catalogue for the whole project. Library code throws these; the hook dispatcher and
  * the CLI are the only places that turn them into one line on stderr and an exit code.
  */
-import { constants as osConstants } from 'node:os';
 
 export type ErrorCode =
   | 'CONFIG' // host config or annotation refused
@@ -57,18 +56,23 @@ export class VerifierError extends SyscallError {
   }
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
-);
-// Kernel-internal errnos that leak to user space from bpf(2); Node does not know them.
-errnoNames.set(524, 'ENOTSUPP');
-errnoNames.set(512, 'ERESTARTSYS');
+// node:os is loaded when an error first needs a name, not with this module: loading it cost every
+// hook about 0.27 ms (bench/README.md), and a hook that succeeds names no errno.
+const errnoTable = (): Record<string, number> => (require('node:os') as typeof import('node:os')).constants.errno;
+let errnoNames: Map<number, string> | undefined;
 
 export function errnoName(errno: number): string {
+  if (!errnoNames) {
+    errnoNames = new Map(Object.entries(errnoTable()).map(([name, value]) => [value, name]));
+    // Kernel-internal errnos that leak to user space from bpf(2); Node does not know them.
+    errnoNames.set(524, 'ENOTSUPP');
+    errnoNames.set(512, 'ERESTARTSYS');
+  }
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
 function describeErrno(errno: number): string {
+  const osConstants = { errno: errnoTable() };
   switch (errno) {
     case osConstants.errno.EPERM:
       return 'operation not permitted';

@@ -9,19 +9,21 @@
 import koffi from 'koffi';
 
 // Libraries open, and prototypes are parsed, at first call: the tables below name ~80 functions
-// of which a hook calls a dozen (parsing them all took ~1 ms of every hook), and poststop (flock,
-// netlink) never needs libbpf mapped at all (bench/README.md, hook-latency).
-function lazyLib(path: string): { func(decl: string): koffi.KoffiFunction } {
+// of which a hook calls a dozen (parsing them all took ~1 ms of every hook), and a hook on the
+// common path never maps libbpf at all (see "bpf(2) directly" below).
+function lazyLib(path: string, beforeLoad: () => void = () => {}): { func(decl: string): koffi.KoffiFunction } {
   let lib: koffi.IKoffiLib | undefined;
+  const open = (): koffi.IKoffiLib => {
+    beforeLoad();
+    return koffi.load(path);
+  };
   return {
     func(decl) {
       let fn: koffi.KoffiFunction | undefined;
-      return ((...args: unknown[]) => (fn ??= (lib ??= koffi.load(path)).func(decl))(...args)) as koffi.KoffiFunction;
+      return ((...args: unknown[]) => (fn ??= (lib ??= open()).func(decl))(...args)) as koffi.KoffiFunction;
     },
   };
 }
-const bpf = lazyLib('libbpf.so.1');
-const c = lazyLib('libc.so.6');
 
 // koffi's type names are process-wide while this module may be evaluated more than once (jest
 // gives each test file its own module registry): declare each named type only once.
@@ -32,18 +34,24 @@ function named<T>(name: string, declare: () => T): T {
     return koffi.resolve(name) as T;
   }
 }
-named('bpf_object', () => koffi.opaque('bpf_object'));
-named('bpf_program', () => koffi.opaque('bpf_program'));
-named('bpf_map', () => koffi.opaque('bpf_map'));
-named('bpf_link', () => koffi.opaque('bpf_link'));
-named('btf', () => koffi.opaque('btf'));
 
-// libbpf's print callback passes a va_list; on x86_64 and arm64 that decays to a pointer which
-// libc's vsnprintf formats for us, so verifier logs reach our logger as text.
-const PrintFn = named('libbpf_print_fn', () => koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)'));
-// A ring buffer record handed to JavaScript; `data` is valid only during the call.
-const SampleFn = named('ring_buffer_sample_fn', () => koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)'));
-named('ring_buffer', () => koffi.opaque('ring_buffer'));
+// libbpf's types, declared when libbpf is first mapped (its prototypes name them): each
+// declaration costs a hook tens of microseconds it has no use for on the common path.
+let libbpfTypes: { PrintFn: koffi.IKoffiCType; SampleFn: koffi.IKoffiCType } | undefined;
+function declareLibbpfTypes(): NonNullable<typeof libbpfTypes> {
+  if (libbpfTypes) return libbpfTypes;
+  for (const t of ['bpf_object', 'bpf_program', 'bpf_map', 'bpf_link', 'btf', 'ring_buffer']) named(t, () => koffi.opaque(t));
+  libbpfTypes = {
+    // libbpf's print callback passes a va_list; on x86_64 and arm64 that decays to a pointer which
+    // libc's vsnprintf formats for us, so verifier logs reach our logger as text.
+    PrintFn: named('libbpf_print_fn', () => koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)')),
+    // A ring buffer record handed to JavaScript; `data` is valid only during the call.
+    SampleFn: named('ring_buffer_sample_fn', () => koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)')),
+  };
+  return libbpfTypes;
+}
+const bpf = lazyLib('libbpf.so.1', declareLibbpfTypes);
+const c = lazyLib('libc.so.6');
 
 export const libbpf = {
   major: bpf.func('uint32 libbpf_major_version(void)'),
@@ -95,10 +103,6 @@ export const libbpf = {
   btfFree: bpf.func('void btf__free(btf *btf)'),
   btfParse: bpf.func('btf *btf__parse(const char *path, void *btf_ext)'),
 
-  objGet: bpf.func('int bpf_obj_get(const char *path)'),
-  objPin: bpf.func('int bpf_obj_pin(int fd, const char *path)'),
-  objGetInfoByFd: bpf.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ void *info, _Inout_ uint32 *len)'),
-  mapUpdate: bpf.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64 flags)'),
   mapLookup: bpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
   mapDelete: bpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
   mapNextKey: bpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)'),
@@ -114,9 +118,6 @@ export const libbpf = {
   linkGetFdById: bpf.func('int bpf_link_get_fd_by_id(uint32 id)'),
   linkGetNextId: bpf.func('int bpf_link_get_next_id(uint32 start, _Out_ uint32 *next)'),
   linkUpdate: bpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
-  // tcx and netkit links: libbpf 1.1 has no attach helpers for them, but passes unknown attach
-  // types through with target_fd = ifindex and zeroed options (append after existing programs).
-  linkCreate: bpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
   linkDetach: bpf.func('int bpf_link_detach(int link_fd)'),
   enableStats: bpf.func('int bpf_enable_stats(int type)'),
   ringbufNew: bpf.func('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
@@ -145,6 +146,98 @@ export const libc = {
   ifNameToIndex: c.func('uint32 if_nametoindex(const char *name)'),
   vsnprintf: c.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
   mount: c.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  syscall: c.func('long syscall(long number, ...)'),
+  fcntl: c.func('int fcntl(int fd, int cmd, ...)'),
+};
+
+/*
+ * bpf(2) directly, for the commands a hook issues on its common path (open a pinned object, pin,
+ * link to a cgroup or device, update an element, read an object's info). libbpf's
+ * wrappers for these do nothing more than fill `union bpf_attr` and make the syscall, but mapping
+ * libbpf (with libelf and libz) cost each hook 0.35-0.6 ms, more than all of its bpf calls
+ * together (bench/README.md). The attr layouts are kernel UAPI, checked against the kernel's BTF
+ * by test/unit/bpf-attr.test.ts. Like libbpf's, each returns the fd or 0, or -errno, and never
+ * hands out descriptors 0-2 (a runtime may start a hook with stdio closed).
+ */
+const SYS_BPF = process.arch === 'arm64' ? 280 : 321;
+export const BPF_CMD = { MAP_UPDATE_ELEM: 2, OBJ_PIN: 6, OBJ_GET: 7, OBJ_GET_INFO_BY_FD: 15, LINK_CREATE: 28 } as const;
+const FD_RETURNING = new Set<number>([BPF_CMD.OBJ_GET, BPF_CMD.LINK_CREATE]);
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * The parts of `union bpf_attr` these commands fill: byte offsets of each field (named as in
+ * the kernel's BTF: a named member's fields as "member.field") and the size passed, which ends
+ * with the last field used (the kernel takes a shorter attr as zero-filled).
+ */
+export const BPF_ATTR = {
+  elem: { size: 32, fields: { map_fd: 0, key: 8, value: 16, flags: 24 } },
+  obj: { size: 16, fields: { pathname: 0, bpf_fd: 8, file_flags: 12 } },
+  info: { size: 16, fields: { 'info.bpf_fd': 0, 'info.info_len': 4, 'info.info': 8 } },
+  link_create: { size: 16, fields: { 'link_create.prog_fd': 0, 'link_create.target_fd': 4, 'link_create.attach_type': 8, 'link_create.flags': 12 } },
+} as const;
+
+function sysBpf(cmd: number, attr: Buffer, keep: unknown[] = []): number {
+  const rc = Number(libc.syscall(SYS_BPF, 'int', cmd, 'void *', attr, 'uint32', attr.length));
+  const e = koffi.errno();
+  void keep; // the buffers attr points into stay reachable until the kernel has read them
+  if (rc < 0) return -e;
+  if (rc > 2 || !FD_RETURNING.has(cmd)) return rc;
+  const fd = libc.fcntl(rc, F_DUPFD_CLOEXEC, 'int', 3) as number;
+  const dupErr = koffi.errno();
+  libc.close(rc);
+  return fd < 0 ? -dupErr : fd;
+}
+
+function cString(s: string): Buffer {
+  return Buffer.from(`${s}\0`, 'utf8');
+}
+
+const { elem, obj, info, link_create: linkAttr } = BPF_ATTR;
+
+export const bpfSys = {
+  /** bpf_obj_get: an fd for the pinned object at `path`. */
+  objGet(path: string): number {
+    const p = cString(path);
+    const attr = Buffer.alloc(obj.size);
+    attr.writeBigUInt64LE(addressOf(p), obj.fields.pathname);
+    return sysBpf(BPF_CMD.OBJ_GET, attr, [p]);
+  },
+  /** bpf_obj_pin: pins `fd` at `path` in a bpffs. */
+  objPin(fd: number, path: string): number {
+    const p = cString(path);
+    const attr = Buffer.alloc(obj.size);
+    attr.writeBigUInt64LE(addressOf(p), obj.fields.pathname);
+    attr.writeUInt32LE(fd, obj.fields.bpf_fd);
+    return sysBpf(BPF_CMD.OBJ_PIN, attr, [p]);
+  },
+  /**
+   * bpf_link_create without options: cgroup links, and tcx/netkit links appended after what is
+   * attached (libbpf 1.1 has no attach helpers for those and passes them through the same way).
+   */
+  linkCreate(progFd: number, targetFd: number, attachType: number): number {
+    const attr = Buffer.alloc(linkAttr.size);
+    attr.writeUInt32LE(progFd, linkAttr.fields['link_create.prog_fd']);
+    attr.writeUInt32LE(targetFd, linkAttr.fields['link_create.target_fd']);
+    attr.writeUInt32LE(attachType, linkAttr.fields['link_create.attach_type']);
+    return sysBpf(BPF_CMD.LINK_CREATE, attr);
+  },
+  /** bpf_map_update_elem. */
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): number {
+    const attr = Buffer.alloc(elem.size);
+    attr.writeUInt32LE(fd, elem.fields.map_fd);
+    attr.writeBigUInt64LE(addressOf(key), elem.fields.key);
+    attr.writeBigUInt64LE(addressOf(value), elem.fields.value);
+    attr.writeBigUInt64LE(BigInt(flags), elem.fields.flags);
+    return sysBpf(BPF_CMD.MAP_UPDATE_ELEM, attr, [key, value]);
+  },
+  /** bpf_obj_get_info_by_fd: fills `buf` (its length is what the kernel may write); 0 or -errno. */
+  objGetInfoByFd(fd: number, buf: Buffer): number {
+    const attr = Buffer.alloc(info.size);
+    attr.writeUInt32LE(fd, info.fields['info.bpf_fd']);
+    attr.writeUInt32LE(buf.length, info.fields['info.info_len']);
+    attr.writeBigUInt64LE(addressOf(buf), info.fields['info.info']);
+    return sysBpf(BPF_CMD.OBJ_GET_INFO_BY_FD, attr, [buf]);
+  },
 };
 
 export function errno(): number {
@@ -169,7 +262,7 @@ export function registerPrint(fn: (level: number, text: string) => void): void {
     const n = libc.vsnprintf(buf, buf.length, fmt, ap) as number;
     fn(level, buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8'));
     return 0;
-  }, koffi.pointer(PrintFn));
+  }, koffi.pointer(declareLibbpfTypes().PrintFn));
   libbpf.setPrint(cb);
 }
 
@@ -187,6 +280,6 @@ export function registerSample(fn: (data: Buffer) => void): { cb: unknown; unreg
   const cb = koffi.register((_ctx: unknown, data: unknown, size: number | bigint) => {
     fn(readBytes(data, Number(size)));
     return 0;
-  }, koffi.pointer(SampleFn));
+  }, koffi.pointer(declareLibbpfTypes().SampleFn));
   return { cb, unregister: () => koffi.unregister(cb) };
 }

@@ -12,7 +12,7 @@ import { pinsOf } from './inventory';
 import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SyscallError } from './errors';
-import { addressOf, libbpf } from './ffi';
+import { addressOf, bpfSys, libbpf } from './ffi';
 import { checkInt } from './bpf/libbpf';
 import { enumName, fdinfo, infoByFd, mapInfo, type MapInfo } from './bpf/info';
 import { containerPinDir, Layout } from './state/paths';
@@ -131,7 +131,7 @@ export function progInfo(fd: number): ProgInfo {
 
 /** Runs fn with an fd open on a pinned object; the fd is closed after. */
 export function withPinned<T>(path: string, fn: (fd: number) => T): T {
-  const fd = checkInt(libbpf.objGet(path) as number, `open pin ${path}`);
+  const fd = checkInt(bpfSys.objGet(path), `open pin ${path}`);
   try {
     return fn(fd);
   } finally {

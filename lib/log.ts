@@ -9,6 +9,7 @@
 import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { Logger } from 'pino';
+import { isoTime } from './time';
 
 export type { Logger };
 
@@ -37,8 +38,9 @@ function appendTo(fd: number): { write(line: string): void } {
   };
 }
 
+/** Timestamps as pino's isoTime writes them, without its toISOString (lib/time.ts). */
 export function openLog(file: string | null, level: string, bindings: Record<string, unknown> = {}): Logger {
-  if (!file || level === 'silent') return pino({ level: 'silent' }, nowhere);
+  if (!file || level === 'silent') return pino({ level: 'silent', base: null }, nowhere);
   let fd: number;
   try {
     mkdirSync(dirname(file), { recursive: true });
@@ -47,7 +49,7 @@ export function openLog(file: string | null, level: string, bindings: Record<str
     // A log we cannot open must not stop containers; warnings still reach stderr.
     return pino({ level: 'warn', base: bindings }, appendTo(2));
   }
-  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, appendTo(fd));
+  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: () => `,"time":"${isoTime()}"` }, appendTo(fd));
 }
 
-export const silentLog: Logger = pino({ level: 'silent' }, nowhere);
+export const silentLog: Logger = pino({ level: 'silent', base: null }, nowhere);

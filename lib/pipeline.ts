@@ -9,9 +9,10 @@ import type { Logger } from 'pino';
 import { ConfigError, TaskwireError } from './errors';
 import type { Container } from './container';
 import type { HostConfig } from './host/config';
-import type { CgroupLoad, PluginContext, PluginDef } from './plugin';
+import type { CgroupLoad, JournalWhen, PluginContext, PluginDef } from './plugin';
 import { releaseAll } from './resources';
 import { validate } from './schema';
+import { isoTime } from './time';
 import { containerPinDir, Layout, pluginPinDir } from './state/paths';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
 import { ANNOTATION_PREFIX, registry } from '../plugins/index';
@@ -83,7 +84,7 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   const rec: ContainerRecord = {
     version: 1,
     id: c.id,
-    createdAt: new Date().toISOString(),
+    createdAt: isoTime(),
     stage: o.stage,
     pid: c.pid,
     bundle: c.bundle,
@@ -100,17 +101,16 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   const openCgroup = (): number => (cgroupFd = cgroupFd < 0 ? openSync(c.cgroupDir, 'r') : cgroupFd);
   let pinRootMade = false;
 
-  const acquire = <T>(resource: Resource | Resource[], create: () => T, recordFirst = true): T => {
-    const journal = () => {
-      rec.resources.push(...(Array.isArray(resource) ? resource : [resource]));
+  const acquire = <T>(resource: Resource | Resource[], create: () => T, when: JournalWhen = 'before'): T => {
+    const list = Array.isArray(resource) ? resource : [resource];
+    if (when === 'before') {
+      rec.resources.push(...list);
       writeRecord(layout, rec);
-    };
-    if (recordFirst) {
-      journal();
       return create();
     }
     const out = create();
-    journal();
+    rec.resources.push(...list);
+    if (when === 'after') writeRecord(layout, rec);
     return out;
   };
 
@@ -201,15 +201,17 @@ export function destroyContainer(layout: Layout, id: string, log: Logger): Destr
   const rec = readRecord(layout, id);
   const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
   const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });
-  errors.push(...releaseUnjournaled(layout, id, log));
+  // A complete record names every allocation: the sweep, which reads all of the host's, is for
+  // what a hook left half done (or a record that is gone).
+  if (!rec?.complete) errors.push(...releaseUnjournaled(layout, id, log));
   if (errors.length === 0) removeRecord(layout, id);
   return { found: rec !== undefined, errors };
 }
 
 /**
- * Addresses allocated but never journaled (claimAddresses journals allocation and placement in
- * one write; a hook killed in between leaves the allocation): the allocation file names the
- * owner, so nothing of ours outlives the container.
+ * Addresses allocated but never journaled (claimAddresses journals allocations and their
+ * placement with the record's next write; a hook killed before it leaves them): the allocation
+ * file names the owner and the device, so nothing of ours outlives the container.
  */
 function releaseUnjournaled(layout: Layout, id: string, log: Logger): Error[] {
   const { ipamEntries } = require('./state/ipam') as typeof import('./state/ipam');

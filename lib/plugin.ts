@@ -27,6 +27,8 @@ export interface CgroupLoad extends OpenOptions {
   beforeAttach?: (obj: BpfObject) => void;
 }
 
+export type JournalWhen = 'before' | 'after' | 'later';
+
 export interface PluginContext<H> extends ParseContext<H> {
   container: Container;
   layout: Layout;
@@ -38,11 +40,16 @@ export interface PluginContext<H> extends ParseContext<H> {
   /** Results published by plugins that ran earlier (by plugin name). */
   outputs: ReadonlyMap<string, unknown>;
   /**
-   * Records `resource` (or several, in one write) in the container's record and runs `create`. `recordFirst` (the default)
-   * journals before acting, for things only we could have made (our own pin paths); pass false
-   * where a failed create must not be undone (an address that may be somebody else's).
+   * Records `resource` (or several, in one write) in the container's record and runs `create`.
+   * `journal` says when the record is written:
+   *  - 'before' (the default): before acting, for things only we could have made (our own pins);
+   *  - 'after': once created, where a failed create must not be undone (an address that may be
+   *    somebody else's);
+   *  - 'later': once created, with the record's next write, for what the allocation file already
+   *    names by owner (an address claimed there and put on a host device: lib/pipeline.ts undoes
+   *    such leftovers of a hook that died before that write). Saves the hook a write.
    */
-  acquire<T>(resource: Resource | Resource[], create: () => T, recordFirst?: boolean): T;
+  acquire<T>(resource: Resource | Resource[], create: () => T, journal?: JournalWhen): T;
   /** Loads a BPF object from build/bpf and attaches all its loaded programs to the container's cgroup. */
   loadIntoCgroup(object: string, opts?: CgroupLoad): BpfObject;
   /**

@@ -30,7 +30,8 @@ const koffiPlugin = {
 //  - pino/lib/transport.js is a stub that throws if anything ever asks for a transport;
 //  - tools.js's `isMainThread` (it only decides whether an async destination is flushed at
 //    exit) is true: the hook's bundle runs on the main thread (scripts/hook-launcher.js);
-//  - sonic-boom requires assert at its first assertion instead of at load.
+//  - sonic-boom requires assert at its first assertion instead of at load;
+//  - pino.js asks node:os for the hostname of its default `base` only when that base is used.
 // Each edit must match pino's source exactly, or the build fails: an upgrade is checked here.
 const pinoTransport = path.join(__dirname, 'pino-no-transport.js');
 function replaceOnce(file, text, from, to) {
@@ -46,6 +47,15 @@ const pinoLean = {
     build.onLoad({ filter: /[\\/]node_modules[\\/]pino[\\/]lib[\\/]tools\.js$/ }, async (args) => {
       const text = await require('node:fs/promises').readFile(args.path, 'utf8');
       return { contents: replaceOnce(args.path, text, "const { isMainThread } = require('worker_threads')", 'const isMainThread = true'), loader: 'js' };
+    });
+    // node:os only for the default `base`'s hostname, which taskwire replaces with its own:
+    // loading node:os cost a hook about 0.27 ms (lib/errors.ts defers it the same way).
+    build.onLoad({ filter: /[\\/]node_modules[\\/]pino[\\/]pino\.js$/ }, async (args) => {
+      let text = await require('node:fs/promises').readFile(args.path, 'utf8');
+      text = replaceOnce(args.path, text, "const os = require('node:os')\n", '');
+      text = replaceOnce(args.path, text, 'const hostname = os.hostname()\n', '');
+      text = replaceOnce(args.path, text, 'base: { pid, hostname },', "base: { pid, get hostname () { return require('node:os').hostname() } },");
+      return { contents: text, loader: 'js' };
     });
     build.onLoad({ filter: /[\\/]node_modules[\\/]sonic-boom[\\/]index\.js$/ }, async (args) => {
       const text = await require('node:fs/promises').readFile(args.path, 'utf8');
@@ -77,7 +87,8 @@ const define = { KOFFI_VERSION: JSON.stringify(require(path.join(root, 'node_mod
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning', absWorkingDir: root, legalComments: 'none', plugins: [koffiPlugin], define };
 
 /**
- * A hook bundle at outDir/taskwire-hook-main.js with its launcher at outDir/taskwire-hook.js.
+ * A hook bundle at outDir/taskwire-hook-main.js (stored as the function body the launcher runs,
+ * so not runnable on its own) with its launcher at outDir/taskwire-hook.js.
  * Whitespace and syntax minified (names kept, so stack traces in the log still read): the
  * launcher reads the whole source on every hook, cached or not. ASCII output (esbuild escapes
  * the rest) lets it read the source as latin1, without UTF-8 decoding. bench/hook-latency.ts
@@ -94,6 +105,10 @@ async function buildHook(entry, outDir) {
     minifySyntax: true,
     charset: 'ascii',
   });
+  // Stored wrapped as the CommonJS function the launcher runs: wrapping at every start copied the
+  // whole source twice (the shebang replaced, then the wrapper concatenated and flattened).
+  const main = path.join(outDir, 'taskwire-hook-main.js');
+  fs.writeFileSync(main, require('node:module').wrap(fs.readFileSync(main, 'latin1').replace(/^#!.*/, '')), 'latin1');
   fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), path.join(outDir, 'taskwire-hook.js'));
   fs.chmodSync(path.join(outDir, 'taskwire-hook.js'), 0o755);
 }

@@ -35,9 +35,9 @@ const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${
 // started from the deep one: the cache written at its exit would carry all of the deep one's
 // code. The hook says it did work through globalThis.taskwireHookDidWork (lib/hook.ts).
 const cacheFor = (depth) => path.join(cacheDir, `${version}-${stage}-${depth}`);
-// A shebang is not JavaScript once the source is wrapped in a function.
-// latin1: the bundle is ASCII (scripts/bundle.js), and skipping UTF-8 decoding saves a copy.
-const source = Module.wrap(fs.readFileSync(bundle, 'latin1').replace(/^#!/, '//'));
+// The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
+// it is ASCII, and skipping UTF-8 decoding saves a copy.
+const source = fs.readFileSync(bundle, 'latin1');
 
 // The OCI state is read here, before the cache is chosen. It reaches lib/hook.ts as
 // globalThis.taskwireHookStdin ({ data, complete }: a descriptor that is not a plain blocking one

@@ -46,10 +46,10 @@ export class PinnedLink {
   ) {}
 
   static open(path: string): PinnedLink {
-    const { libbpf, libc } = require('../ffi') as typeof import('../ffi');
+    const { bpfSys, libbpf, libc } = require('../ffi') as typeof import('../ffi');
     const { checkInt } = require('./libbpf') as typeof import('./libbpf');
     const { linkInfo } = require('../introspect') as typeof import('../introspect');
-    const fd = checkInt(libbpf.objGet(path) as number, `open pinned link ${path}`);
+    const fd = checkInt(bpfSys.objGet(path), `open pinned link ${path}`);
     try {
       return new PinnedLink(path, fd, checkInt(libbpf.progGetFdById(linkInfo(fd).progId) as number, `open the program of link ${path}`));
     } catch (err) {

@@ -4,7 +4,7 @@
  * links and programs) so that a hook checking a map's shape loads only this.
  */
 import { readFileSync } from 'node:fs';
-import { libbpf, readCString } from '../ffi';
+import { bpfSys, libbpf, readCString } from '../ffi';
 import { checkInt } from './libbpf';
 
 export interface MapInfo {
@@ -34,8 +34,7 @@ export function enumName(fn: (t: number) => unknown, t: number): string {
 export function infoByFd(fd: number, size: number, what: string, prepare?: (b: Buffer) => void): Buffer {
   const buf = Buffer.alloc(size);
   prepare?.(buf);
-  const len = [size];
-  checkInt(libbpf.objGetInfoByFd(fd, buf, len) as number, what);
+  checkInt(bpfSys.objGetInfoByFd(fd, buf), what);
   return buf;
 }
 

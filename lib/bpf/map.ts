@@ -2,10 +2,9 @@
  * A map by file descriptor, borrowed from a loaded object or opened from a pin, with typed
  * lookup/update/delete/iterate through codecs. Per-CPU values are returned per CPU; callers sum.
  */
-import { cpus } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { SyscallError } from '../errors';
-import { libbpf, libc } from '../ffi';
+import { bpfSys, libbpf, libc } from '../ffi';
 import { checkInt } from './libbpf';
 import type { FieldCodec } from './codec';
 
@@ -26,7 +25,7 @@ export function numPossibleCpus(): number {
         return n + (b === undefined ? 1 : b - a + 1);
       }, 0);
     } catch {
-      possibleCpus = cpus().length;
+      possibleCpus = (require('node:os') as typeof import('node:os')).cpus().length; // lazily: see lib/errors.ts
     }
   }
   return possibleCpus;
@@ -49,7 +48,7 @@ export class BpfMap {
   }
 
   static openPinned(path: string): BpfMap {
-    return new BpfMap(checkInt(libbpf.objGet(path), `open pinned map ${path}`), path, true);
+    return new BpfMap(checkInt(bpfSys.objGet(path), `open pinned map ${path}`), path, true);
   }
 
   update<K, V>(kc: FieldCodec<K>, key: K, vc: FieldCodec<V>, value: V, flags = BPF_ANY): void {
@@ -61,7 +60,7 @@ export class BpfMap {
   }
 
   updateRaw(key: Buffer, value: Buffer, flags = BPF_ANY): void {
-    checkInt(libbpf.mapUpdate(this.fd, key, value, flags), `update map ${this.name}`);
+    checkInt(bpfSys.mapUpdate(this.fd, key, value, flags), `update map ${this.name}`);
   }
 
   /**
@@ -138,7 +137,7 @@ export class BpfMap {
   }
 
   pin(path: string): void {
-    checkInt(libbpf.objPin(this.fd, path) as number, `pin map ${this.name} at ${path}`);
+    checkInt(bpfSys.objPin(this.fd, path), `pin map ${this.name} at ${path}`);
   }
 
   close(): void {

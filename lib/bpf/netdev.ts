@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { TaskwireError } from '../errors';
-import { libbpf, libc } from '../ffi';
+import { bpfSys, libbpf, libc } from '../ffi';
 import { checkInt, helperAvailable } from './libbpf';
 import { tcPath } from '../net/iproute';
 import type { BpfProgram } from './object';
@@ -26,9 +26,9 @@ export type TcxDir = 'ingress' | 'egress';
 
 /** Creates a tcx/netkit link for `prog` on `ifindex` and pins it at `pinPath`. */
 export function attachDeviceLink(prog: BpfProgram, ifindex: number, attachType: number, pinPath: string): void {
-  const fd = checkInt(libbpf.linkCreate(prog.fd, ifindex, attachType, null), `attach ${prog.name} to ifindex ${ifindex} (attach type ${attachType})`);
+  const fd = checkInt(bpfSys.linkCreate(prog.fd, ifindex, attachType), `attach ${prog.name} to ifindex ${ifindex} (attach type ${attachType})`);
   try {
-    checkInt(libbpf.objPin(fd, pinPath), `pin link of ${prog.name} at ${pinPath}`);
+    checkInt(bpfSys.objPin(fd, pinPath), `pin link of ${prog.name} at ${pinPath}`);
   } finally {
     libc.close(fd); // the pin holds the link now
   }
@@ -40,7 +40,7 @@ export function attachTcx(prog: BpfProgram, ifindex: number, dir: TcxDir, pinPat
 
 /** clsact + cls_bpf (direct-action) for kernels without tcx; the program is pinned at progPin. */
 export function attachClsact(prog: BpfProgram, device: string, dir: TcxDir, progPin: string): void {
-  checkInt(libbpf.objPin(prog.fd, progPin), `pin program ${prog.name} at ${progPin}`);
+  checkInt(bpfSys.objPin(prog.fd, progPin), `pin program ${prog.name} at ${progPin}`);
   const tc = tcPath();
   const steps = [
     ['qdisc', 'replace', 'dev', device, 'clsact'],

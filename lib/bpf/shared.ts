@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } 
 import { basename, dirname, join } from 'node:path';
 import { bpfObjectPath } from '../assets';
 import { TaskwireError } from '../errors';
-import { libbpf, libc } from '../ffi';
+import { bpfSys, libc } from '../ffi';
 import { ensurePinRoot } from '../host/discovery';
 import { withFileLock } from '../state/lock';
 import { Layout, sharedPinDir } from '../state/paths';
@@ -78,11 +78,11 @@ function linkPrograms(programs: SharedProgram[], cgroupFd: number, pinDir: strin
   const linked: string[] = [];
   for (const p of programs) {
     if (skip.includes(p.name)) continue;
-    const progFd = checkInt(libbpf.objGet(p.pin), `open shared program ${p.pin}`);
+    const progFd = checkInt(bpfSys.objGet(p.pin), `open shared program ${p.pin}`);
     try {
-      const linkFd = checkInt(libbpf.linkCreate(progFd, cgroupFd, p.attachType, null), `attach ${p.name} to cgroup`);
+      const linkFd = checkInt(bpfSys.linkCreate(progFd, cgroupFd, p.attachType), `attach ${p.name} to cgroup`);
       try {
-        checkInt(libbpf.objPin(linkFd, join(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
+        checkInt(bpfSys.objPin(linkFd, join(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
       } finally {
         libc.close(linkFd);
       }
@@ -154,7 +154,7 @@ function loadAndPin(file: string, dir: string): void {
   const tmp = join(parent, `tmp-${process.pid}-${Date.now()}`);
   try {
     mkdirSync(tmp, { mode: 0o700 });
-    for (const p of obj.programs()) checkInt(libbpf.objPin(p.fd, join(tmp, `prog_${p.expectedAttachType}_${p.name}`)), `pin program ${p.name}`);
+    for (const p of obj.programs()) checkInt(bpfSys.objPin(p.fd, join(tmp, `prog_${p.expectedAttachType}_${p.name}`)), `pin program ${p.name}`);
     for (const m of obj.mapNames()) obj.pinMap(m, join(tmp, `map_${m}`));
     renameSync(tmp, dir);
   } catch (err) {

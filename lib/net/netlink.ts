@@ -47,29 +47,62 @@ export function ifIndex(ifname: string): number {
   return idx;
 }
 
-/** One rtnetlink request on a fresh socket, waiting for its ack; throws SyscallError on a nack. */
+/**
+ * The process's rtnetlink socket, opened at the first request and kept (close-on-exec): a hook
+ * that adds or removes a container's IPv6 and IPv4 address pays for one socket, not two. A
+ * socket that failed is dropped, so the next request starts clean.
+ */
+let rtnl: { fd: number; seq: number } | undefined;
+
+function rtnlSocket(): { fd: number; seq: number } {
+  if (!rtnl) {
+    const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
+    if (fd < 0) throw new SyscallError('NETLINK', 'open rtnetlink socket', errno());
+    rtnl = { fd, seq: 0 };
+  }
+  return rtnl;
+}
+
+function dropSocket(): void {
+  if (rtnl) libc.close(rtnl.fd);
+  rtnl = undefined;
+}
+
+/** One rtnetlink request, waiting for its ack (matched by sequence number); throws SyscallError on a nack. */
 export function request(type: number, flags: number, body: Buffer, what: string): void {
-  const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
-  if (fd < 0) throw new SyscallError('NETLINK', 'open rtnetlink socket', errno());
-  try {
-    const hdr = Buffer.alloc(16);
-    hdr.writeUInt32LE(16 + body.length, 0);
-    hdr.writeUInt16LE(type, 4);
-    hdr.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
-    hdr.writeUInt32LE(1, 8); // sequence
-    const msg = Buffer.concat([hdr, body]);
-    const kernel = Buffer.alloc(12);
-    kernel.writeUInt16LE(AF_NETLINK, 0);
-    if (Number(libc.sendto(fd, msg, msg.length, 0, kernel, 12)) < 0) throw new SyscallError('NETLINK', what, errno());
-    const ack = Buffer.alloc(8192);
-    const n = Number(libc.recv(fd, ack, ack.length, 0));
-    if (n < 0) throw new SyscallError('NETLINK', what, errno());
-    if (n >= 20 && ack.readUInt16LE(4) === NLMSG_ERROR) {
-      const err = ack.readInt32LE(16);
-      if (err < 0) throw new SyscallError('NETLINK', what, -err);
+  const sock = rtnlSocket();
+  const seq = ++sock.seq;
+  const hdr = Buffer.alloc(16);
+  hdr.writeUInt32LE(16 + body.length, 0);
+  hdr.writeUInt16LE(type, 4);
+  hdr.writeUInt16LE(flags | NLM_F_REQUEST | NLM_F_ACK, 6);
+  hdr.writeUInt32LE(seq, 8);
+  const msg = Buffer.concat([hdr, body]);
+  const kernel = Buffer.alloc(12);
+  kernel.writeUInt16LE(AF_NETLINK, 0);
+  if (Number(libc.sendto(sock.fd, msg, msg.length, 0, kernel, 12)) < 0) {
+    const e = errno();
+    dropSocket();
+    throw new SyscallError('NETLINK', what, e);
+  }
+  const ack = Buffer.alloc(8192);
+  for (;;) {
+    const n = Number(libc.recv(sock.fd, ack, ack.length, 0));
+    if (n < 0) {
+      const e = errno();
+      dropSocket();
+      throw new SyscallError('NETLINK', what, e);
     }
-  } finally {
-    libc.close(fd);
+    for (let off = 0; off + 16 <= n; ) {
+      const len = ack.readUInt32LE(off);
+      if (len < 16) break;
+      if (ack.readUInt32LE(off + 8) === seq && ack.readUInt16LE(off + 4) === NLMSG_ERROR) {
+        const err = len >= 20 ? ack.readInt32LE(off + 16) : 0;
+        if (err < 0) throw new SyscallError('NETLINK', what, -err);
+        return;
+      }
+      off += (len + 3) & ~3;
+    }
   }
 }
 

@@ -52,45 +52,50 @@ export interface AddressPlacement {
 const MAX_AUTO_RETRIES = 16;
 
 /**
- * Claims each requested family's address for the container in the host's allocation file and
- * journals it, then places it. An `auto` address the host already carries (put there by hand,
- * or by a stranger) is skipped for the next one rather than failing the container; an explicit
- * one is refused with a clear message.
+ * Claims each requested family's address for the container in the host's allocation file (one
+ * transaction for all families), places each, and journals them with the record's next write:
+ * until then the allocation file names the container as their owner, which is how an undo finds
+ * them (lib/pipeline.ts, releaseUnjournaled) should the hook die in between. An `auto` address
+ * the host already carries (put there by hand, or by a stranger) is skipped for the next one
+ * rather than failing the container; an explicit one is refused with a clear message.
  */
 export function claimAddresses(ctx: PluginContext<unknown>, req: AddressRequest, pool: string, label: string, place?: AddressPlacement): { ip6: string | null; ip4: string | null } {
-  const { allocateAddress, releaseAddress, reserveAddress } = require('../state/ipam') as typeof import('../state/ipam');
+  const { claimAddressesFor, releaseAddress } = require('../state/ipam') as typeof import('../state/ipam');
   const owner = ctx.container.id;
   const out: { ip6: string | null; ip4: string | null } = { ip6: null, ip4: null };
-  for (const family of [6, 4] as const) {
-    const key = family === 6 ? 'ip6' : 'ip4';
-    const want = req[key];
-    if (!want) continue;
-    const skipped = new Set<string>();
-    for (;;) {
-      const address =
-        want === 'auto'
-          ? allocateAddress(ctx.layout, poolPrefix(ctx.host, pool, family), owner, label, (a) => skipped.has(a))
-          : (reserveAddress(ctx.layout, want, owner, label), want);
-      // Allocation and placement journaled in one write, once both happened: an allocation the
-      // hook was killed before journaling is found by its owner when the container is undone
-      // (lib/pipeline.ts, releaseUnjournaled).
+  let wanted = ([6, 4] as const)
+    .map((family) => ({ family, key: family === 6 ? ('ip6' as const) : ('ip4' as const) }))
+    .filter((w) => req[w.key])
+    .map((w) => ({ ...w, want: req[w.key]!, skipped: new Set<string>() }));
+  while (wanted.length) {
+    const addresses = claimAddressesFor(
+      ctx.layout,
+      wanted.map((w) => (w.want === 'auto' ? { prefix: poolPrefix(ctx.host, pool, w.family), isTaken: (a: string) => w.skipped.has(a) } : { address: w.want })),
+      owner,
+      label,
+    );
+    const retry: typeof wanted = [];
+    for (const [i, w] of wanted.entries()) {
+      const address = addresses[i];
       const ipam: Resource = { kind: 'ipam', address, owner };
       try {
-        if (place) ctx.acquire([ipam, place.resource(address, family)], () => place.create(address, family), false);
-        else ctx.acquire(ipam, () => undefined, false);
-        out[key] = address;
-        break;
+        if (place) ctx.acquire([ipam, place.resource(address, w.family)], () => place.create(address, w.family), 'later');
+        else ctx.acquire(ipam, () => undefined, 'later');
+        out[w.key] = address;
       } catch (err) {
         // Not placed: the allocation goes now, so that no undo ever touches an address that may
-        // be somebody else's (EEXIST) or was never added.
+        // be somebody else's (EEXIST) or was never added. The other families' claims are undone
+        // with the container (releaseUnjournaled) when this throws.
         releaseAddress(ctx.layout, address, owner);
         if (!isErrno(err, 'EEXIST')) throw err;
-        if (want !== 'auto') throw new TaskwireError('IPAM', `address ${address} is already configured on this host (not by taskwire)`);
-        skipped.add(address);
-        if (skipped.size >= MAX_AUTO_RETRIES) throw new TaskwireError('IPAM', `${MAX_AUTO_RETRIES} pool addresses in a row are already configured on this host (${[...skipped].join(', ')})`);
+        if (w.want !== 'auto') throw new TaskwireError('IPAM', `address ${address} is already configured on this host (not by taskwire)`);
+        w.skipped.add(address);
+        if (w.skipped.size >= MAX_AUTO_RETRIES) throw new TaskwireError('IPAM', `${MAX_AUTO_RETRIES} pool addresses in a row are already configured on this host (${[...w.skipped].join(', ')})`);
         ctx.log.warn({ address }, 'pool address already configured on the host; taking the next');
+        retry.push(w);
       }
     }
+    wanted = retry;
     ctx.checkDeadline();
   }
   return out;

@@ -3,7 +3,7 @@
  *
  *   <bpffs>/taskwire/<enc id>/<plugin>/{link_<prog>, map_<map>}   pins (bpffs refuses dots)
  *   <runDir>/containers/<enc id>.json                             the record of what was done
- *   <runDir>/ipam.json, <runDir>/ipam.lock                        address allocations
+ *   <runDir>/ipam/<address>, <runDir>/ipam.lock                   address allocations, one file each
  *
  * Container ids come from whoever creates the container: they are validated (no path
  * separators, no leading dot, bounded length) and encoded reversibly ('.' and '%' as %XX).
@@ -37,8 +37,10 @@ export const containerPinDir = (l: Layout, id: string) => join(pinRoot(l), encod
 export const pluginPinDir = (l: Layout, id: string, plugin: string) => join(containerPinDir(l, id), plugin);
 export const recordDir = (l: Layout) => join(l.runDir, 'containers');
 export const recordPath = (l: Layout, id: string) => join(recordDir(l), `${encodeId(id)}.json`);
-export const ipamPath = (l: Layout) => join(l.runDir, 'ipam.json');
+export const ipamDir = (l: Layout) => join(l.runDir, 'ipam');
 export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
+/** Where allocations were kept before they had a file each (lib/state/ipam.ts moves them). */
+export const legacyIpamPath = (l: Layout) => join(l.runDir, 'ipam.json');
 /** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */
 export const sharedPinDir = (l: Layout) => join(pinRoot(l), '_shared');
 export const sharedPluginPinDir = (l: Layout, plugin: string) => join(sharedPinDir(l), plugin);

@@ -3,7 +3,7 @@
  * undo exactly that. It is rewritten atomically after every step (a journal), so a hook killed
  * at any instruction leaves a record that names everything it may have created.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from './atomic';
 import { decodeId, Layout, recordDir, recordPath } from './paths';
 
@@ -39,8 +39,12 @@ export function writeRecord(l: Layout, rec: ContainerRecord): void {
 }
 
 export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
+  const path = recordPath(l, id);
+  // Every create asks for a record that is not there: a stat, not a thrown ENOENT (a process's
+  // first costs about 55 µs). The catch below covers one removed in between.
+  if (!existsSync(path)) return undefined;
   try {
-    return JSON.parse(readFileSync(recordPath(l, id), 'utf8')) as ContainerRecord;
+    return JSON.parse(readFileSync(path, 'utf8')) as ContainerRecord;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -98,4 +98,33 @@ describe('pipeline rollback', () => {
     ).toThrow(/deadline/);
     expect(world.size).toBe(0);
   });
+
+  test("'later' journals with the record's next write, and is undone like the rest", () => {
+    const writes: string[][] = [];
+    const later = (fail: boolean) =>
+      definePlugin<null, { enabled: boolean }, Record<string, unknown>>({
+        name: 'later',
+        annotation: 'io.taskwire.later',
+        summary: 'fake',
+        hostSchema: 'unused',
+        parse: () => null,
+        attach(ctx) {
+          ctx.acquire({ kind: 'fake', name: 'later#0' }, () => world.add('later#0'), 'later');
+          writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
+          ctx.acquire({ kind: 'fake', name: 'later#1' }, () => world.add('later#1'));
+          writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
+          if (fail) throw new Error('later failed');
+          return {};
+        },
+      });
+    const one = (def: ReturnType<typeof later>) => createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
+    expect(() => one(later(true))).toThrow(/later failed/);
+    expect(writes).toEqual([[], ['later#0', 'later#1']]);
+    expect(released).toEqual(['later#1', 'later#0']);
+    expect(world.size).toBe(0);
+    writes.length = 0;
+    const rec = one(later(false));
+    expect(rec.resources.map((r) => r.name)).toEqual(['later#0', 'later#1']);
+    expect(readRecord(layout(), container.id)?.resources.map((r) => r.name)).toEqual(['later#0', 'later#1']);
+  });
 });
