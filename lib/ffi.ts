@@ -140,7 +140,7 @@ export const libc = {
   flock: c.func('int flock(int fd, int op)'),
   socket: c.func('int socket(int domain, int type, int protocol)'),
   sendto: c.func('intptr sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32 addrlen)'),
-  recv: c.func('intptr recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+  recvfrom: c.func('intptr recvfrom(int fd, _Out_ void *buf, size_t len, int flags, _Out_ void *addr, _Inout_ uint32 *addrlen)'),
   getsockopt: c.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32 *len)'),
   setsockopt: c.func('int setsockopt(int fd, int level, int name, const void *val, uint32 len)'),
   ifNameToIndex: c.func('uint32 if_nametoindex(const char *name)'),
@@ -159,7 +159,7 @@ export const libc = {
  * by test/unit/bpf-attr.test.ts. Like libbpf's, each returns the fd or 0, or -errno, and never
  * hands out descriptors 0-2 (a runtime may start a hook with stdio closed).
  */
-const SYS_BPF = process.arch === 'arm64' ? 280 : 321;
+const SYS_BPF_BY_ARCH: Record<string, number> = { x64: 321, arm64: 280 };
 export const BPF_CMD = { MAP_UPDATE_ELEM: 2, OBJ_PIN: 6, OBJ_GET: 7, OBJ_GET_INFO_BY_FD: 15, LINK_CREATE: 28 } as const;
 const FD_RETURNING = new Set<number>([BPF_CMD.OBJ_GET, BPF_CMD.LINK_CREATE]);
 const F_DUPFD_CLOEXEC = 1030;
@@ -176,10 +176,21 @@ export const BPF_ATTR = {
   link_create: { size: 16, fields: { 'link_create.prog_fd': 0, 'link_create.target_fd': 4, 'link_create.attach_type': 8, 'link_create.flags': 12 } },
 } as const;
 
-function sysBpf(cmd: number, attr: Buffer, keep: unknown[] = []): number {
-  const rc = Number(libc.syscall(SYS_BPF, 'int', cmd, 'void *', attr, 'uint32', attr.length));
-  const e = koffi.errno();
-  void keep; // the buffers attr points into stay reachable until the kernel has read them
+// The buffers attr points into, held where no optimisation can drop them until the call returned.
+const inFlight: Buffer[][] = [];
+
+function sysBpf(cmd: number, attr: Buffer, pointees: Buffer[] = []): number {
+  const nr = SYS_BPF_BY_ARCH[process.arch];
+  if (nr === undefined) throw new Error(`bpf(2) syscall number unknown for ${process.arch} (taskwire supports x64 and arm64)`);
+  inFlight.push(pointees);
+  let rc: number;
+  let e: number;
+  try {
+    rc = Number(libc.syscall(nr, 'int', cmd, 'void *', attr, 'uint32', attr.length));
+    e = koffi.errno();
+  } finally {
+    inFlight.pop();
+  }
   if (rc < 0) return -e;
   if (rc > 2 || !FD_RETURNING.has(cmd)) return rc;
   const fd = libc.fcntl(rc, F_DUPFD_CLOEXEC, 'int', 3) as number;

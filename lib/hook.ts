@@ -175,7 +175,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
     clock.mark('open log');
     const { setLibbpfLogSink } = await import('./bpf/libbpf');
     setLibbpfLogSink((level, text) => log[level]({ libbpf: true }, text));
-    clock.mark('load libbpf');
+    clock.mark('load koffi'); // libbpf itself is mapped only if an object is opened (lib/ffi.ts)
     try {
       const { selectPlugins, createContainer } = await import('./pipeline');
       const { resolveContainer } = await import('./container');

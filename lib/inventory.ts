@@ -11,7 +11,7 @@ import { destroyContainer } from './pipeline';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
 import { containerPinDir, decodeId, Layout, pinRoot } from './state/paths';
-import { ContainerRecord, listRecords } from './state/record';
+import { ContainerRecord, listRecords, readRecord } from './state/record';
 
 export interface ContainerView {
   id: string;
@@ -70,20 +70,23 @@ export interface GcItem {
 /** What gc would remove: records of dead containers, pins and addresses without a record. */
 export function gcCandidates(layout: Layout): GcItem[] {
   const items: GcItem[] = [];
-  const records = listRecords(layout);
-  const known = new Set(records.map((r) => r.id));
-  for (const r of records) if (!isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
+  // Pins and allocations are read before the records: a hook writes its record before it makes
+  // either, so one starting meanwhile has its record in the list below.
   let dirs: string[] = [];
   try {
     dirs = readdirSync(pinRoot(layout)).filter((n) => !n.startsWith('_'));
   } catch {
     /* no pins at all */
   }
+  const allocations = Object.entries(ipamEntries(layout));
+  const records = listRecords(layout);
+  const known = new Set(records.map((r) => r.id));
+  for (const r of records) if (!isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
   for (const enc of dirs) {
     const id = decodeId(enc);
     if (!known.has(id)) items.push({ id, why: 'pins without a record' });
   }
-  for (const [address, e] of Object.entries(ipamEntries(layout)))
+  for (const [address, e] of allocations)
     if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
   // Loaded objects stay for the next container (lib/bpf/shared.ts); gc unloads those no live
   // container is linked from, such as earlier builds. After the dead, like the netns pins.
@@ -125,6 +128,9 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
       else removed.push(item);
       continue;
     }
+    // A container that started since the candidates were read has a live record now.
+    const now = readRecord(layout, item.id);
+    if (now && isAlive(now)) continue;
     const r = destroyContainer(layout, item.id, log);
     if (r.errors.length) failed.push({ id: item.id, error: r.errors.map((e) => e.message).join('; ') });
     else removed.push(item);

@@ -183,7 +183,15 @@ export function createContainer(o: CreateOptions): ContainerRecord {
   } catch (err) {
     o.log.error({ err }, 'create failed; undoing');
     const left = [...releaseAll(rec.resources, { layout, log: o.log }), ...releaseUnjournaled(layout, c.id, o.log)];
+    // What could not be undone stays for poststop and gc, with the resources journaled 'later'.
     if (left.length === 0) removeRecord(layout, c.id);
+    else {
+      try {
+        writeRecord(layout, rec);
+      } catch (e) {
+        o.log.error({ err: e }, 'could not journal what remains to undo');
+      }
+    }
     throw err;
   } finally {
     for (const obj of objects) obj.close();

@@ -96,21 +96,32 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
  */
 async function buildHook(entry, outDir) {
   const fs = require('node:fs');
-  await esbuild.build({
+  const main = path.join(outDir, 'taskwire-hook-main.js');
+  const { outputFiles } = await esbuild.build({
     ...common,
     plugins: [koffiPlugin, pinoLean, lazyModules],
     entryPoints: [entry],
-    outfile: path.join(outDir, 'taskwire-hook-main.js'),
+    outfile: main,
+    write: false,
     minifyWhitespace: true,
     minifySyntax: true,
     charset: 'ascii',
   });
   // Stored wrapped as the CommonJS function the launcher runs: wrapping at every start copied the
   // whole source twice (the shebang replaced, then the wrapper concatenated and flattened).
-  const main = path.join(outDir, 'taskwire-hook-main.js');
-  fs.writeFileSync(main, require('node:module').wrap(fs.readFileSync(main, 'latin1').replace(/^#!.*/, '')), 'latin1');
-  fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), path.join(outDir, 'taskwire-hook.js'));
-  fs.chmodSync(path.join(outDir, 'taskwire-hook.js'), 0o755);
+  const wrapped = require('node:module').wrap(outputFiles[0].text.replace(/^#!.*/, ''));
+  fs.mkdirSync(outDir, { recursive: true });
+  // Each file replaced by rename: hooks running during a rebuild read the old one or the new one.
+  const publish = (file, write) => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    write(tmp);
+    fs.renameSync(tmp, file);
+  };
+  publish(main, (tmp) => fs.writeFileSync(tmp, wrapped, 'latin1'));
+  publish(path.join(outDir, 'taskwire-hook.js'), (tmp) => {
+    fs.copyFileSync(path.join(__dirname, 'hook-launcher.js'), tmp);
+    fs.chmodSync(tmp, 0o755);
+  });
 }
 
 async function main() {

@@ -54,10 +54,22 @@ export function ifIndex(ifname: string): number {
  */
 let rtnl: { fd: number; seq: number } | undefined;
 
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+// An ack the kernel never sends must not hold a hook past its runtime's timeout.
+const ACK_TIMEOUT_S = 5;
+
 function rtnlSocket(): { fd: number; seq: number } {
   if (!rtnl) {
     const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
     if (fd < 0) throw new SyscallError('NETLINK', 'open rtnetlink socket', errno());
+    const tv = Buffer.alloc(16); // struct timeval
+    tv.writeBigInt64LE(BigInt(ACK_TIMEOUT_S), 0);
+    if ((libc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length) as number) < 0) {
+      const e = errno();
+      libc.close(fd);
+      throw new SyscallError('NETLINK', 'set the rtnetlink socket timeout', e);
+    }
     rtnl = { fd, seq: 0 };
   }
   return rtnl;
@@ -86,13 +98,16 @@ export function request(type: number, flags: number, body: Buffer, what: string)
     throw new SyscallError('NETLINK', what, e);
   }
   const ack = Buffer.alloc(8192);
+  const from = Buffer.alloc(12); // sockaddr_nl
   for (;;) {
-    const n = Number(libc.recv(sock.fd, ack, ack.length, 0));
+    const fromLen = [from.length];
+    const n = Number(libc.recvfrom(sock.fd, ack, ack.length, 0, from, fromLen));
     if (n < 0) {
       const e = errno();
       dropSocket();
-      throw new SyscallError('NETLINK', what, e);
+      throw new SyscallError('NETLINK', what, e); // EAGAIN: no ack within ACK_TIMEOUT_S
     }
+    if (from.readUInt32LE(4) !== 0) continue; // nl_pid: only the kernel's messages count
     for (let off = 0; off + 16 <= n; ) {
       const len = ack.readUInt32LE(off);
       if (len < 16) break;

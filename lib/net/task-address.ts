@@ -60,7 +60,7 @@ const MAX_AUTO_RETRIES = 16;
  * rather than failing the container; an explicit one is refused with a clear message.
  */
 export function claimAddresses(ctx: PluginContext<unknown>, req: AddressRequest, pool: string, label: string, place?: AddressPlacement): { ip6: string | null; ip4: string | null } {
-  const { claimAddressesFor, releaseAddress } = require('../state/ipam') as typeof import('../state/ipam');
+  const { claimAddressesFor, releaseAddress, releaseAddresses } = require('../state/ipam') as typeof import('../state/ipam');
   const owner = ctx.container.id;
   const out: { ip6: string | null; ip4: string | null } = { ip6: null, ip4: null };
   let wanted = ([6, 4] as const)
@@ -83,14 +83,25 @@ export function claimAddresses(ctx: PluginContext<unknown>, req: AddressRequest,
         else ctx.acquire(ipam, () => undefined, 'later');
         out[w.key] = address;
       } catch (err) {
-        // Not placed: the allocation goes now, so that no undo ever touches an address that may
-        // be somebody else's (EEXIST) or was never added. The other families' claims are undone
-        // with the container (releaseUnjournaled) when this throws.
-        releaseAddress(ctx.layout, address, owner);
-        if (!isErrno(err, 'EEXIST')) throw err;
-        if (w.want !== 'auto') throw new TaskwireError('IPAM', `address ${address} is already configured on this host (not by taskwire)`);
+        const onHost = isErrno(err, 'EEXIST');
+        if (onHost || !place) {
+          // On the host already: somebody else's, which no undo may touch; the allocation goes now.
+          releaseAddress(ctx.layout, address, owner);
+        } else {
+          // Not there before (no EEXIST), and maybe added all the same (an ack lost to EINTR):
+          // journaled, so that the undo removes it if it is there.
+          ctx.acquire([ipam, place.resource(address, w.family)], () => undefined, 'later');
+        }
+        const fail = (e: unknown): never => {
+          // This batch's claims not placed yet go too: an undo finding them by owner
+          // (releaseUnjournaled) would remove them from the device, where they may be somebody else's.
+          releaseAddresses(ctx.layout, addresses.slice(i + 1).map((a) => ({ address: a, owner })));
+          throw e;
+        };
+        if (!onHost) fail(err);
+        if (w.want !== 'auto') fail(new TaskwireError('IPAM', `address ${address} is already configured on this host (not by taskwire)`));
         w.skipped.add(address);
-        if (w.skipped.size >= MAX_AUTO_RETRIES) throw new TaskwireError('IPAM', `${MAX_AUTO_RETRIES} pool addresses in a row are already configured on this host (${[...w.skipped].join(', ')})`);
+        if (w.skipped.size >= MAX_AUTO_RETRIES) fail(new TaskwireError('IPAM', `${MAX_AUTO_RETRIES} pool addresses in a row are already configured on this host (${[...w.skipped].join(', ')})`));
         ctx.log.warn({ address }, 'pool address already configured on the host; taking the next');
         retry.push(w);
       }

@@ -11,11 +11,15 @@
  * Pools are handed out round robin from the offset last handed out (ipam/cursor-<prefix>), as
  * CNI's host-local does: an address just released is not the next container's (its peers may
  * still hold connections to it), and a claim on a busy host looks at the next slot or two.
+ *
+ * Allocations of earlier versions (one ipam.json) are moved here at the first claim; the old
+ * file stays as ipam.json.migrated. A taskwire older than this one reads only ipam.json: going
+ * back to it while containers run needs their allocations moved back by hand.
  */
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TaskwireError } from '../errors';
-import { Cidr, cidrToString, nthAddress, prefixSize } from '../net/addr';
+import { Cidr, cidrToString, nthAddress, parseIp, prefixSize } from '../net/addr';
 import { isoTime } from '../time';
 import { writeFileAtomic } from './atomic';
 import { withFileLock } from './lock';
@@ -32,7 +36,15 @@ type IpamState = Record<string, IpamEntry>;
 // Addresses are their own file names: IPv6 text has no '/', and no dot leads one.
 const entryPath = (l: Layout, address: string) => join(ipamDir(l), address);
 const cursorPath = (l: Layout, prefix: Cidr) => join(ipamDir(l), `cursor-${cidrToString(prefix).replace('/', '_')}`);
-const isEntryName = (n: string) => !n.startsWith('.') && !n.startsWith('cursor-');
+/** An entry's file name is an address in canonical text; anything else there is not ours to read. */
+function isEntryName(n: string): boolean {
+  if (n.startsWith('.') || n.startsWith('cursor-')) return false;
+  try {
+    return parseIp(n, 'allocation').address === n;
+  } catch {
+    return false;
+  }
+}
 
 function readEntry(l: Layout, address: string): IpamEntry | undefined {
   const path = entryPath(l, address);
@@ -70,25 +82,33 @@ function locked<T>(l: Layout, fn: () => T): T {
   });
 }
 
-/** Every allocation on the host (gc, the CLI, tests): a directory read. */
+/**
+ * Every allocation on the host (gc, the undo sweep, the CLI): a directory read. Entries that
+ * cannot be read are left out (a claim still counts them as taken); a directory that cannot be
+ * read is an error, not an empty host.
+ */
 export function ipamEntries(l: Layout): IpamState {
-  let names: string[];
-  try {
-    names = readdirSync(ipamDir(l)).filter(isEntryName);
-  } catch {
-    names = [];
-  }
   const out: IpamState = {};
-  for (const n of names) {
-    const e = readEntry(l, n);
-    if (e) out[n] = e;
-  }
-  // Before the first claim of this version, allocations may still be in the old file.
+  // The old file first: a migration between the two reads then cannot hide an allocation.
   if (existsSync(legacyIpamPath(l))) {
     try {
-      for (const [a, e] of Object.entries(JSON.parse(readFileSync(legacyIpamPath(l), 'utf8')).addresses ?? {})) out[a] ??= e as IpamEntry;
+      Object.assign(out, JSON.parse(readFileSync(legacyIpamPath(l), 'utf8')).addresses ?? {});
     } catch {
-      /* unreadable: the next claim says so */
+      /* gone in between (migrated), or unreadable: the next claim says so */
+    }
+  }
+  let names: string[] = [];
+  try {
+    names = readdirSync(ipamDir(l)).filter(isEntryName);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new TaskwireError('IPAM', `address allocations ${ipamDir(l)} are unreadable: ${(err as Error).message}`);
+  }
+  for (const n of names) {
+    try {
+      const e = readEntry(l, n);
+      if (e) out[n] = e;
+    } catch {
+      /* unreadable entry: see above */
     }
   }
   return out;
@@ -96,6 +116,13 @@ export function ipamEntries(l: Layout): IpamState {
 
 /** An address to claim: a given one, or the next free one of a pool prefix not `isTaken`. */
 export type Claim = { address: string } | { prefix: Cidr; isTaken?: (a: string) => boolean };
+
+/** The offset last handed out; a cursor that is missing or damaged starts the pool over (it is a hint). */
+function readCursor(path: string): bigint {
+  if (!existsSync(path)) return 0n;
+  const text = readFileSync(path, 'utf8').trim();
+  return /^[0-9]{1,20}$/.test(text) ? BigInt(text) : 0n;
+}
 
 function claimOne(l: Layout, c: Claim, e: IpamEntry): string {
   if ('address' in c) {
@@ -109,7 +136,7 @@ function claimOne(l: Layout, c: Claim, e: IpamEntry): string {
   const last = prefix.family === 4 ? size - 2n : size - 1n; // offsets 1..last: no network address, no IPv4 broadcast
   const slots = last < 65536n ? last : 65536n; // a bound: pools are sized for hosts, not the internet
   const cursor = cursorPath(l, prefix);
-  const after = existsSync(cursor) ? BigInt(readFileSync(cursor, 'utf8').trim() || '0') % slots : 0n;
+  const after = readCursor(cursor) % slots;
   for (let i = 1n; i <= slots; i++) {
     const n = ((after + i - 1n) % slots) + 1n;
     const a = nthAddress(prefix, n);

@@ -16,6 +16,7 @@ import { listPorts } from '../../cli/commands/ls-ports';
 import { ipamEntries } from '../../lib/state/ipam';
 import { containerPinDir } from '../../lib/state/paths';
 import { readRecord } from '../../lib/state/record';
+import { nthAddress, parseCidr } from '../../lib/net/addr';
 
 async function startIpt(host: TestHost, annotation: string) {
   const t = await startTask(host, { 'io.taskwire.ip-per-task': annotation }, 'tw.ipt');
@@ -290,6 +291,27 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const t = await startIpt(small, 'auto');
     expect(t.ip6).toBe(`${base}4`);
     expect(Object.keys(ipamEntries({ bpffs: small.bpffs, runDir: small.runDir }))).toEqual([`${base}4`]);
+  });
+
+  test("a failed placement releases its family's claims without touching addresses that are not ours", async () => {
+    // The IPv6 asked for is on the host already; the IPv4 pool's next address is too (an admin's).
+    // Both are claimed in one transaction; the IPv6 add fails first, and the undo must not take
+    // the admin's IPv4 address off the device for an allocation that was never placed.
+    const own = testHost();
+    const squat6 = own.pool6.replace('::/112', '::ab');
+    const admin4 = nthAddress(parseCidr(own.pool4, 'pool'), 1n);
+    for (const [a, len] of [[squat6, 128], [admin4, 32]] as const) {
+      execFileSync('ip', ['addr', 'add', `${a}/${len}`, 'dev', 'lo', ...(len === 128 ? ['nodad'] : [])]);
+      onCleanup(() => execFileSync('ip', ['addr', 'del', `${a}/${len}`, 'dev', 'lo']));
+    }
+    const { pid } = await cgroupWithProcess();
+    const id = uniq('tw.pair');
+    const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': JSON.stringify({ ip6: squat6, ip4: 'auto' }) } }, own.configPath);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(`address ${squat6} is already configured on this host (not by taskwire)`);
+    expect(deviceAddresses()).toEqual(expect.arrayContaining([squat6, admin4]));
+    expect(ipamEntries({ bpffs: own.bpffs, runDir: own.runDir })).toEqual({});
+    expect(readRecord({ bpffs: own.bpffs, runDir: own.runDir }, id)).toBeUndefined();
   });
 
   test('an address in use by another container is refused, and the first keeps it', async () => {

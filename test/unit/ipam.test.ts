@@ -72,4 +72,16 @@ describe('claimAddressesFor', () => {
     expect(Object.fromEntries(Object.entries(ipamEntries(l)).map(([a, e]) => [a, e.owner]))).toEqual({ '10.123.99.1': 'old', '10.123.99.2': 'new' });
     expect(releaseAddresses(l, [{ address: '10.123.99.1', owner: 'old' }])).toBe(1);
   });
+
+  test('a damaged cursor starts the pool over; stray files in the directory are not allocations', () => {
+    const l = layout();
+    claimAddressesFor(l, [{ prefix: v4 }], 'a', 'lo');
+    const dir = join(l.runDir, 'ipam');
+    writeFileSync(join(dir, 'cursor-10.123.99.0_30'), 'garbage');
+    writeFileSync(join(dir, '10.123.99.2~'), '{}');
+    writeFileSync(join(dir, '.10.123.99.2.123.tmp'), '{}');
+    writeFileSync(join(dir, '10.123.099.2'), '{}');
+    expect(claimAddressesFor(l, [{ prefix: v4 }], 'b', 'lo')).toEqual(['10.123.99.2']);
+    expect(Object.keys(ipamEntries(l)).sort()).toEqual(['10.123.99.1', '10.123.99.2']);
+  });
 });
