@@ -12,8 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import { sharedObjectsDir } from '../lib/bpf/shared';
 import { join } from 'node:path';
 import { tempCgroup, uniq, waitInCgroup, removeCgroup } from '../test/helpers/kernel';
-import { destroyContainer, layoutOf } from '../lib/pipeline';
-import { loadHostConfig } from '../lib/host/config';
+import { destroyContainer } from '../lib/pipeline';
 import { silentLog } from '../lib/log';
 import { listRecords } from '../lib/state/record';
 import { claimAddressesFor, releaseAddresses } from '../lib/state/ipam';
@@ -41,13 +40,18 @@ function state(b: Box, annotations: Record<string, string>): string {
   return JSON.stringify({ ociVersion: '1.0.2', id: b.id, status: 'creating', pid: b.pid, bundle: '/tmp', annotations });
 }
 
+/** The state runc hands poststop: the container deleted, no pid. */
+function stoppedState(id: string): string {
+  return JSON.stringify({ ociVersion: '1.0.2', id, status: 'stopped', bundle: '/tmp', annotations: ANNOTATION });
+}
+
 /**
  * poststop as runc runs it (../shared/docs/HOOK-CONTRACT.md): after the container is deleted, so
  * its cgroup is already gone (its links auto-detached), and with no pid in the state.
  */
 function deleteThenPoststop(b: Box, config: string): number {
   removeCgroup(b.cgroup);
-  return runHook('poststop', JSON.stringify({ ociVersion: '1.0.2', id: b.id, status: 'stopped', bundle: '/tmp', annotations: ANNOTATION }), config);
+  return runHook('poststop', stoppedState(b.id), config);
 }
 
 function runHook(stage: string, input: string, config: string): number {
@@ -62,15 +66,11 @@ async function main(): Promise<void> {
   // A busy host: its allocation store holds 1,000 addresses (what as many containers leave).
   // A hook's claim and release must cost the same there (lib/state/ipam.ts).
   const busy = benchHost();
-  const busyLayout = layoutOf(loadHostConfig(busy.configPath));
-  const fillers = claimAddressesFor(busyLayout, Array.from({ length: BUSY_ADDRESSES }, () => ({ prefix: parseCidr(busy.pool6, 'pool') })), 'bench-filler', 'nowhere');
-  onCleanup(() => releaseAddresses(busyLayout, fillers.map((address) => ({ address, owner: 'bench-filler' }))));
+  const fillers = claimAddressesFor(busy.layout, Array.from({ length: BUSY_ADDRESSES }, () => ({ prefix: parseCidr(busy.pool6, 'pool') })), 'bench-filler', 'nowhere');
+  onCleanup(() => releaseAddresses(busy.layout, fillers.map((address) => ({ address, owner: 'bench-filler' }))));
   // A round that failed half way leaves a record (and addresses on the device): undo it.
   onCleanup(() => {
-    for (const h of [host, busy]) {
-      const layout = layoutOf(loadHostConfig(h.configPath));
-      for (const r of listRecords(layout)) destroyContainer(layout, r.id, silentLog);
-    }
+    for (const { layout } of [host, busy]) for (const r of listRecords(layout)) destroyContainer(layout, r.id, silentLog);
   });
   const debugConfig = join(host.dir, 'config-debug.json');
   writeFileSync(debugConfig, JSON.stringify({ ...host.config, logLevel: 'debug', logFile: join(host.dir, 'debug.log') }));
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   // the last detach for patching them out), a kernel cost measured by the "alone" variant.
   const resident = await box();
   const startResident = () => runHook('createRuntime', state(resident, ANNOTATION), host.configPath);
-  const stopResident = () => runHook('poststop', JSON.stringify({ ociVersion: '1.0.2', id: resident.id, status: 'stopped', bundle: '/tmp', annotations: ANNOTATION }), host.configPath);
+  const stopResident = () => runHook('poststop', stoppedState(resident.id), host.configPath);
   startResident();
   const createThenPoststop = (c: string, p: string, config = host.configPath) => (_c: unknown, round: number) => {
     const b = pending.shift()!;
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
       // The first container on a host (or the first after gc or an upgrade) loads and verifies
       // the object that every later container only links (lib/bpf/shared.ts).
       name: 'hook createRuntime, first on the host',
-      setup: () => rmSync(sharedObjectsDir(layoutOf(loadHostConfig(host.configPath))), { recursive: true, force: true }),
+      setup: () => rmSync(sharedObjectsDir(host.layout), { recursive: true, force: true }),
       run: () => {
         const b = pending.shift()!;
         const input = state(b, ANNOTATION);

@@ -69,7 +69,7 @@ async function main(): Promise<void> {
 
   // Swapping a 10,000-prefix policy into a running container: compile + load + fill + link update.
   const cfg = loadHostConfig(host.configPath);
-  const layout = { bpffs: host.bpffs, runDir: host.runDir };
+  const layout = host.layout;
   const applyMs: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t = process.hrtime.bigint();

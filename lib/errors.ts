@@ -72,28 +72,28 @@ export function errnoName(errno: number): string {
 }
 
 function describeErrno(errno: number): string {
-  const osConstants = { errno: errnoTable() };
+  const E = errnoTable();
   switch (errno) {
-    case osConstants.errno.EPERM:
+    case E.EPERM:
       return 'operation not permitted';
-    case osConstants.errno.ENOENT:
+    case E.ENOENT:
       return 'no such file or directory';
-    case osConstants.errno.EEXIST:
+    case E.EEXIST:
       return 'already exists';
-    case osConstants.errno.EINVAL:
+    case E.EINVAL:
       return 'invalid argument';
-    case osConstants.errno.EACCES:
+    case E.EACCES:
       return 'permission denied';
-    case osConstants.errno.EBUSY:
+    case E.EBUSY:
       return 'busy';
-    case osConstants.errno.ENOMEM:
+    case E.ENOMEM:
       return 'out of memory';
-    case osConstants.errno.EOPNOTSUPP:
+    case E.EOPNOTSUPP:
     case 524:
       return 'not supported by this kernel';
-    case osConstants.errno.EADDRNOTAVAIL:
+    case E.EADDRNOTAVAIL:
       return 'address not available';
-    case osConstants.errno.ENOLINK:
+    case E.ENOLINK:
       return 'link is defunct';
     default:
       return 'system error';

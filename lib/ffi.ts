@@ -199,27 +199,27 @@ function sysBpf(cmd: number, attr: Buffer, pointees: Buffer[] = []): number {
   return fd < 0 ? -dupErr : fd;
 }
 
-function cString(s: string): Buffer {
-  return Buffer.from(`${s}\0`, 'utf8');
-}
-
 const { elem, obj, info, link_create: linkAttr } = BPF_ATTR;
+
+/** OBJ_GET and OBJ_PIN's attr: a path (the C string, which must outlive the call) and an fd. */
+function objAttr(path: string, fd = 0): { attr: Buffer; path: Buffer } {
+  const p = Buffer.from(`${path}\0`, 'utf8');
+  const attr = Buffer.alloc(obj.size);
+  attr.writeBigUInt64LE(addressOf(p), obj.fields.pathname);
+  attr.writeUInt32LE(fd, obj.fields.bpf_fd);
+  return { attr, path: p };
+}
 
 export const bpfSys = {
   /** bpf_obj_get: an fd for the pinned object at `path`. */
   objGet(path: string): number {
-    const p = cString(path);
-    const attr = Buffer.alloc(obj.size);
-    attr.writeBigUInt64LE(addressOf(p), obj.fields.pathname);
-    return sysBpf(BPF_CMD.OBJ_GET, attr, [p]);
+    const a = objAttr(path);
+    return sysBpf(BPF_CMD.OBJ_GET, a.attr, [a.path]);
   },
   /** bpf_obj_pin: pins `fd` at `path` in a bpffs. */
   objPin(fd: number, path: string): number {
-    const p = cString(path);
-    const attr = Buffer.alloc(obj.size);
-    attr.writeBigUInt64LE(addressOf(p), obj.fields.pathname);
-    attr.writeUInt32LE(fd, obj.fields.bpf_fd);
-    return sysBpf(BPF_CMD.OBJ_PIN, attr, [p]);
+    const a = objAttr(path, fd);
+    return sysBpf(BPF_CMD.OBJ_PIN, a.attr, [a.path]);
   },
   /**
    * bpf_link_create without options: cgroup links, and tcx/netkit links appended after what is

@@ -5,9 +5,8 @@
 import { ConfigError } from '../errors';
 import { libbpf, readBytes, readCString } from '../ffi';
 
-const KIND_STRUCT = 4;
-const KIND_VAR = 14;
-const KIND_DATASEC = 15;
+/** BTF kinds (linux/btf.h BTF_KIND_*) this module and its tests read. */
+export const BTF_KIND = { STRUCT: 4, UNION: 5, VAR: 14, DATASEC: 15 } as const;
 const TYPE_HDR = 12;
 
 export interface BtfType {
@@ -49,7 +48,7 @@ export interface BtfMember {
 }
 
 export function structLayout(btf: unknown, name: string): { size: number; members: BtfMember[] } | undefined {
-  const id = libbpf.btfFindByNameKind(btf, name, KIND_STRUCT) as number;
+  const id = libbpf.btfFindByNameKind(btf, name, BTF_KIND.STRUCT) as number;
   if (id < 0) return undefined;
   const t = typeById(btf, id);
   const members = records(t).map(([nameOff, type, offset]) => ({
@@ -62,11 +61,11 @@ export function structLayout(btf: unknown, name: string): { size: number; member
 
 /** Offset and size of a global variable in a data section (".rodata", ".bss"). */
 export function sectionVariable(btf: unknown, section: string, variable: string): { offset: number; size: number } {
-  const id = libbpf.btfFindByNameKind(btf, section, KIND_DATASEC) as number;
+  const id = libbpf.btfFindByNameKind(btf, section, BTF_KIND.DATASEC) as number;
   if (id < 0) throw new ConfigError(`BPF object has no ${section} section`);
   for (const [type, offset, size] of records(typeById(btf, id))) {
     const v = typeById(btf, type);
-    if (v.kind === KIND_VAR && readCString(libbpf.btfNameByOffset(btf, v.nameOff)) === variable) return { offset, size };
+    if (v.kind === BTF_KIND.VAR && readCString(libbpf.btfNameByOffset(btf, v.nameOff)) === variable) return { offset, size };
   }
   throw new ConfigError(`BPF object has no variable ${variable} in ${section}`);
 }

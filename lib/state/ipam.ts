@@ -61,17 +61,23 @@ function writeEntry(l: Layout, address: string, e: IpamEntry): void {
   writeFileAtomic(entryPath(l, address), JSON.stringify(e));
 }
 
+/** The allocations of an ipam.json that earlier versions kept (none: no such file). */
+function legacyEntries(l: Layout): IpamState {
+  const legacy = legacyIpamPath(l);
+  if (!existsSync(legacy)) return {};
+  try {
+    return JSON.parse(readFileSync(legacy, 'utf8')).addresses ?? {};
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}; // migrated in between
+    throw new TaskwireError('IPAM', `address allocations ${legacy} are unreadable: ${(err as Error).message}`);
+  }
+}
+
 /** Allocations kept in one ipam.json by earlier versions become files, once, under the lock. */
 function migrateLegacy(l: Layout): void {
   const legacy = legacyIpamPath(l);
   if (!existsSync(legacy)) return;
-  let addresses: IpamState;
-  try {
-    addresses = JSON.parse(readFileSync(legacy, 'utf8')).addresses ?? {};
-  } catch (err) {
-    throw new TaskwireError('IPAM', `address allocations ${legacy} are unreadable: ${(err as Error).message}`);
-  }
-  for (const [address, e] of Object.entries(addresses)) if (!existsSync(entryPath(l, address))) writeEntry(l, address, e);
+  for (const [address, e] of Object.entries(legacyEntries(l))) if (!existsSync(entryPath(l, address))) writeEntry(l, address, e);
   renameSync(legacy, `${legacy}.migrated`);
 }
 
@@ -88,15 +94,8 @@ function locked<T>(l: Layout, fn: () => T): T {
  * read is an error, not an empty host.
  */
 export function ipamEntries(l: Layout): IpamState {
-  const out: IpamState = {};
   // The old file first: a migration between the two reads then cannot hide an allocation.
-  if (existsSync(legacyIpamPath(l))) {
-    try {
-      Object.assign(out, JSON.parse(readFileSync(legacyIpamPath(l), 'utf8')).addresses ?? {});
-    } catch {
-      /* gone in between (migrated), or unreadable: the next claim says so */
-    }
-  }
+  const out: IpamState = legacyEntries(l);
   let names: string[] = [];
   try {
     names = readdirSync(ipamDir(l)).filter(isEntryName);
@@ -124,12 +123,13 @@ function readCursor(path: string): bigint {
   return /^[0-9]{1,20}$/.test(text) ? BigInt(text) : 0n;
 }
 
-function claimOne(l: Layout, c: Claim, e: IpamEntry): string {
+/** The address claimed, and whether this claim made its entry (not one the owner held already). */
+function claimOne(l: Layout, c: Claim, e: IpamEntry): { address: string; made: boolean } {
   if ('address' in c) {
     const held = readEntry(l, c.address);
     if (held && held.owner !== e.owner) throw new TaskwireError('IPAM', `address ${c.address} is in use by container ${held.owner}`);
     if (!held) writeEntry(l, c.address, e);
-    return c.address;
+    return { address: c.address, made: !held };
   }
   const { prefix, isTaken = () => false } = c;
   const size = prefixSize(prefix);
@@ -144,7 +144,7 @@ function claimOne(l: Layout, c: Claim, e: IpamEntry): string {
     writeEntry(l, a, e);
     // A hint, not state: lost in a crash, the next claim starts lower and skips what is taken.
     writeFileSync(cursor, `${n}\n`, { mode: 0o600 });
-    return a;
+    return { address: a, made: true };
   }
   throw new TaskwireError('IPAM', `no free address left in ${cidrToString(prefix)}`);
 }
@@ -160,10 +160,9 @@ export function claimAddressesFor(l: Layout, claims: Claim[], owner: string, dev
     const made: string[] = []; // files this call created, removed again if a later claim fails
     try {
       for (const c of claims) {
-        const had = 'address' in c && readEntry(l, c.address) !== undefined;
-        const a = claimOne(l, c, e);
-        out.push(a);
-        if (!had) made.push(a);
+        const r = claimOne(l, c, e);
+        out.push(r.address);
+        if (r.made) made.push(r.address);
       }
       return out;
     } catch (err) {

@@ -48,7 +48,7 @@ describePrivileged('the hook executable keeps the OCI hook contract', () => {
   let proc: { cgroup: string; pid: number };
   beforeAll(async () => {
     host = testHost();
-    layout = { bpffs: host.bpffs, runDir: host.runDir };
+    layout = host.layout;
     proc = await cgroupWithProcess();
   });
   afterAll(runCleanups);
@@ -169,12 +169,12 @@ describePrivileged('the hook executable keeps the OCI hook contract', () => {
   test('a plugin the host config does not enable is refused with one line, before touching anything', () => {
     const off = testHost((c) => (c.plugins['ip-per-task'].enabled = false));
     const id = uniq('tw.hc');
-    onCleanup(() => destroyContainer({ bpffs: off.bpffs, runDir: off.runDir }, id, silentLog));
+    onCleanup(() => destroyContainer(off.layout, id, silentLog));
     const r = raw(['createRuntime', '--config', off.configPath], state({ id, pid: proc.pid, annotations: { [ANN]: 'auto' } }));
     expect(r.code).toBe(1);
     expectOneLine(r, /annotation io\.taskwire\.ip-per-task: plugin ip-per-task is not enabled on this host/);
     expect(existsSync(join(off.bpffs, 'taskwire'))).toBe(false);
-    expect(readRecord({ bpffs: off.bpffs, runDir: off.runDir }, id)).toBeUndefined();
+    expect(readRecord(off.layout, id)).toBeUndefined();
     expect(cgroupPrograms(proc.cgroup)).toEqual([]);
   });
 

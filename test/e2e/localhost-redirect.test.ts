@@ -33,7 +33,7 @@ describePrivileged(
         return b;
       };
       const [a, b] = [start('a'), start('b')];
-      const layout = { bpffs: host.bpffs, runDir: host.runDir };
+      const layout = host.layout;
       const ips = [a, b].map((x) => readRecord(layout, x.id)!.plugins.find((p) => p.name === 'ip-per-task')!.summary as { ip6: string; ip4: string });
       expect(ips[0].ip6).not.toBe(ips[1].ip6);
 

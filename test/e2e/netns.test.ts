@@ -48,7 +48,7 @@ describePrivileged(
         svc6 = top(cfg.pools.default.ip6);
         cfg.plugins.netns.hostServices = { ip4: svc4, ip6: svc6, ports: [svcPort], annotationPorts: [] };
       });
-      layout = { bpffs: host.bpffs, runDir: host.runDir };
+      layout = host.layout;
       for (const [a, l] of [[svc4, 32], [svc6, 128]] as const) {
         execFileSync('ip', ['addr', 'add', `${a}/${l}`, 'dev', 'lo', ...(l === 128 ? ['nodad'] : [])]);
         onCleanup(() => execFileSync('ip', ['addr', 'del', `${a}/${l}`, 'dev', 'lo']));

@@ -42,7 +42,7 @@ describePrivileged(
     /** podman run [opts] --rootfs R cmd...: everything after --rootfs is the command. */
     const run = (opts: string[], cmd: string[], annotations: Record<string, string> = {}) =>
       podman(['run', ...opts, ...Object.entries(annotations).flatMap(([k, v]) => ['--annotation', `${k}=${v}`]), '--network', 'host', ...ULIMITS, '--rootfs', rootfs, ...cmd]);
-    const layout = () => ({ bpffs: host.bpffs, runDir: host.runDir });
+    const layout = () => host.layout;
     const logLines = (id: string, msg: string) =>
       existsSync(host.logFile) ? readFileSync(host.logFile, 'utf8').split('\n').filter((l) => l.includes(id) && l.includes(`"msg":"${msg}"`)).length : 0;
     const pinDirs = () => (existsSync(join(host.bpffs, 'taskwire')) ? readdirSync(join(host.bpffs, 'taskwire')).filter((n) => !n.startsWith('_')) : []);

@@ -28,7 +28,7 @@ describePrivileged(
     let layout: Layout;
     beforeAll(() => {
       host = testHost();
-      layout = { bpffs: host.bpffs, runDir: host.runDir };
+      layout = host.layout;
     });
     afterAll(runCleanups);
 

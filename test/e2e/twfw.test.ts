@@ -53,7 +53,7 @@ describePrivileged(
       expect(stats.rules.find((r: { rule: string }) => r.rule === '0 (no-closed)').packets).toBe('1');
 
       expect(runcDelete(b)).toMatchObject({ code: 0 });
-      const layout = { bpffs: host.bpffs, runDir: host.runDir };
+      const layout = host.layout;
       expect(readRecord(layout, b.id)).toBeUndefined();
       expect(existsSync(containerPinDir(layout, b.id))).toBe(false);
       expect(existsSync(statePath(layout, b.id))).toBe(false);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
 import { cgroup2Mount } from '../../lib/host/discovery';
+import type { Layout } from '../../lib/state/paths';
 
 export const ROOT = join(__dirname, '..', '..');
 export const NODE = process.execPath;
@@ -95,6 +96,8 @@ export interface TestHost {
   configPath: string;
   bpffs: string;
   runDir: string;
+  /** bpffs and runDir together, as the library takes them. */
+  layout: Layout;
   logFile: string;
   /** Unique pool prefixes of this run, inside the example config's allowed prefixes. */
   pool6: string;
@@ -122,7 +125,7 @@ export function testHost(patch: (cfg: Record<string, any>) => void = () => {}): 
   patch(cfg);
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(cfg, null, 1));
-  return { dir, configPath, bpffs, runDir: cfg.runDir, logFile: cfg.logFile, pool6: cfg.pools.default.ip6, pool4: cfg.pools.default.ip4, config: cfg };
+  return { dir, configPath, bpffs, runDir: cfg.runDir, layout: { bpffs, runDir: cfg.runDir }, logFile: cfg.logFile, pool6: cfg.pools.default.ip6, pool4: cfg.pools.default.ip4, config: cfg };
 }
 
 /** Addresses on a device, as `ip -j addr` reports them. */

@@ -18,7 +18,7 @@ describePrivileged('taskwire gc', () => {
   afterAll(runCleanups);
 
   test('removes the state of dead containers and orphans, keeps live ones; --dry-run removes nothing', async () => {
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     const live = await startTask(host, { 'io.taskwire.ip-per-task': 'auto' }, 'tw.live');
     const dead = await startTask(host, { 'io.taskwire.ip-per-task': 'auto' }, 'tw.dead');
     const orphan = await startTask(host, { 'io.taskwire.ip-per-task': 'auto' }, 'tw.orph');

@@ -44,7 +44,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const entries = [...binds.entries(bindKey, bindValue)].map(([, v]) => v);
     binds.close();
     expect(entries).toContainEqual({ cgroup_id: BigInt(t.record.cgroupId), addr: t.ip6, port: l.port, protocol: 6, family: 10 });
-    const ports = listPorts(listContainers({ bpffs: host.bpffs, runDir: host.runDir }));
+    const ports = listPorts(listContainers(host.layout));
     expect(ports.filter((p) => p.container === t.id)).toEqual([{ container: t.id, protocol: 'tcp', address: t.ip6, port: l.port, localhost: null }]);
     // Its storage counts the task's entries (the per-task cap); the count goes back at release.
     const task = BpfMap.openPinned(sharedMapPath(set, TASK_MAP));
@@ -70,8 +70,8 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(r.stderr).toMatch(/taskwire is writable by group or others: refusing to use it/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(cgroupPrograms(cgroup)).toEqual([]);
-    expect(readRecord({ bpffs: own.bpffs, runDir: own.runDir }, id)).toBeUndefined();
-    expect(Object.values(ipamEntries({ bpffs: own.bpffs, runDir: own.runDir })).filter((e) => e.owner === id)).toEqual([]);
+    expect(readRecord(own.layout, id)).toBeUndefined();
+    expect(Object.values(ipamEntries(own.layout)).filter((e) => e.owner === id)).toEqual([]);
     chmodSync(root, 0o700);
     expect((await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, own.configPath)).code).toBe(0);
     expect((await hook('poststop', { id }, own.configPath)).code).toBe(0);
@@ -97,7 +97,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     srv.kill();
     removeCgroup(child);
 
-    const layout = { bpffs: own.bpffs, runDir: own.runDir };
+    const layout = own.layout;
     const item = `_shared/objects/${basename(setOf(a))}`;
     // A loader's directory before it is published is never gc's (it would publish a partial set).
     mkdirSync(join(dirname(setOf(a)), 'tmp-1-1'));
@@ -184,7 +184,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
 
   test('poststop undoes everything; twice is a no-op; the cgroup then behaves normally', async () => {
     const t = await startIpt(host, 'auto');
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     expect(cgroupPrograms(t.cgroup)).toHaveLength(9);
     expect(deviceAddresses()).toContain(t.ip6);
     expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
@@ -203,7 +203,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const t = await startIpt(host, 'auto');
     removeCgroup(t.cgroup);
     expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, host.configPath)).toEqual({ code: 0, stderr: '' });
-    expect(existsSync(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, t.id))).toBe(false);
+    expect(existsSync(containerPinDir(host.layout, t.id))).toBe(false);
     expect(deviceAddresses()).not.toContain(t.ip6);
   });
 
@@ -216,7 +216,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     writeFileSync(broken, JSON.stringify(cfg));
     expect((await hook('createRuntime', { id: uniq('tw.nope'), pid: process.pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, broken)).stderr).toMatch(/must be boolean/);
     expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, broken)).toEqual({ code: 0, stderr: '' });
-    expect(readRecord({ bpffs: host.bpffs, runDir: host.runDir }, t.id)).toBeUndefined();
+    expect(readRecord(host.layout, t.id)).toBeUndefined();
     expect(deviceAddresses()).not.toContain(t.ip6);
     // Where the state is must still be right: a wrong type there is refused (exit 0, logged).
     cfg.plugins['ip-per-task'].enabled = true;
@@ -229,14 +229,14 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const tasks = await Promise.all(
       Array.from({ length: 20 }, async () => {
         const id = uniq('tw.par');
-        onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
+        onCleanup(() => destroyContainer(host.layout, id, silentLog));
         return { id, ...(await cgroupWithProcess()) };
       }),
     );
     const results = await Promise.all(tasks.map((t) => hookBinaryAsync('createRuntime', { id: t.id, pid: t.pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, host.configPath)));
     const codes = results.map((r) => r.code);
     expect(codes).toEqual(Array(20).fill(0));
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     const addrs = tasks.map((t) => (readRecord(layout, t.id)!.plugins[0].summary as { ip6: string }).ip6);
     expect(new Set(addrs).size).toBe(20);
     for (const t of tasks) expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
@@ -246,7 +246,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
 
   test('a bad annotation is refused with one line and leaves nothing behind', async () => {
     const { cgroup, pid } = await cgroupWithProcess();
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     for (const [value, message] of [
       ['2001:db8::1', /outside the host's allowed prefixes/],
       ['0177.0.0.1', /not an IPv6 address/],
@@ -272,7 +272,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     onCleanup(() => execFileSync('ip', ['addr', 'del', `${squatter}/128`, 'dev', 'lo']));
     const { cgroup, pid } = await cgroupWithProcess();
     const id = uniq('tw.sq');
-    onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
+    onCleanup(() => destroyContainer(host.layout, id, silentLog));
     const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': squatter } }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`address ${squatter} is already configured on this host (not by taskwire)`);
@@ -290,7 +290,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     }
     const t = await startIpt(small, 'auto');
     expect(t.ip6).toBe(`${base}4`);
-    expect(Object.keys(ipamEntries({ bpffs: small.bpffs, runDir: small.runDir }))).toEqual([`${base}4`]);
+    expect(Object.keys(ipamEntries(small.layout))).toEqual([`${base}4`]);
   });
 
   test("a failed placement releases its family's claims without touching addresses that are not ours", async () => {
@@ -310,15 +310,15 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`address ${squat6} is already configured on this host (not by taskwire)`);
     expect(deviceAddresses()).toEqual(expect.arrayContaining([squat6, admin4]));
-    expect(ipamEntries({ bpffs: own.bpffs, runDir: own.runDir })).toEqual({});
-    expect(readRecord({ bpffs: own.bpffs, runDir: own.runDir }, id)).toBeUndefined();
+    expect(ipamEntries(own.layout)).toEqual({});
+    expect(readRecord(own.layout, id)).toBeUndefined();
   });
 
   test('an address in use by another container is refused, and the first keeps it', async () => {
     const a = await startIpt(host, JSON.stringify({ ip6: host.pool6.replace('::/112', '::77') }));
     const { cgroup, pid } = await cgroupWithProcess();
     const dupId = uniq('tw.dup');
-    onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, dupId, silentLog));
+    onCleanup(() => destroyContainer(host.layout, dupId, silentLog));
     const r = await hook('createRuntime', { id: dupId, pid, annotations: { 'io.taskwire.ip-per-task': a.ip6 } }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`in use by container ${a.id}`);

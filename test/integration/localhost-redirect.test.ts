@@ -178,7 +178,7 @@ describePrivileged('localhost-redirect on the real kernel', () => {
     const { port, s6, s4 } = await tcpServers(a, 'A');
     const udp = actor(a.cgroup, { op: 'udp-listen', host: '::', port, ipv6Only: true });
     await udp.next('listening');
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     const mine = listPorts(listContainers(layout)).filter((p) => p.container === a.id);
     expect(mine).toEqual([
       { container: a.id, protocol: 'tcp', address: a.ip4, port, localhost: '127.0.0.1' },
@@ -199,7 +199,7 @@ describePrivileged('localhost-redirect on the real kernel', () => {
     );
     expect(progs.filter((p) => p.startsWith('tw_ipt_'))).toHaveLength(9);
     expect((await hook('poststop', { id: a.id }, host.configPath)).code).toBe(0);
-    expect(existsSync(containerPinDir({ bpffs: host.bpffs, runDir: host.runDir }, a.id))).toBe(false);
+    expect(existsSync(containerPinDir(host.layout, a.id))).toBe(false);
     await eventually(() => cgroupPrograms(a.cgroup).length === 0, 'links detached');
   });
 

@@ -48,10 +48,10 @@ async function netnsProcess(): Promise<{ cgroup: string; pid: number; netns: str
 async function startNs(host: TestHost, annotation: string): Promise<NsTask> {
   const id = uniq('tw.ns');
   const { cgroup, pid, netns } = await netnsProcess();
-  onCleanup(() => destroyContainer({ bpffs: host.bpffs, runDir: host.runDir }, id, silentLog));
+  onCleanup(() => destroyContainer(host.layout, id, silentLog));
   const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.netns': annotation } }, host.configPath);
   if (r.code !== 0) throw new Error(`createRuntime failed: ${r.stderr}`);
-  const rec = readRecord({ bpffs: host.bpffs, runDir: host.runDir }, id)!;
+  const rec = readRecord(host.layout, id)!;
   expect(rec.pid).toBe(pid);
   return { id, cgroup, pid, netns, s: rec.plugins.find((p) => p.name === 'netns')!.summary as NetnsSummary };
 }
@@ -95,7 +95,7 @@ describePrivileged('netns on the real kernel', () => {
     expect(ids).toHaveLength(1);
     expect(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(ids[0])], { encoding: 'utf8' })).toContain('tw_ns_from_ctr');
     // The endpoint map sends both addresses to this pair.
-    const eps = BpfMap.openPinned(epsMapPath({ bpffs: host.bpffs, runDir: host.runDir }));
+    const eps = BpfMap.openPinned(epsMapPath(host.layout));
     const mine = [...eps.entries(epKey, epValue)].filter(([, v]) => v.ifindex === t.s.ifindex).map(([k]) => k.addr);
     eps.close();
     expect(mine.sort()).toEqual([t.s.ip4, t.s.ip6].sort());
@@ -171,11 +171,11 @@ describePrivileged('netns on the real kernel', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/this kernel has no netkit/);
     expect(hostLinks()).toEqual(before);
-    expect(Object.values(ipamEntries({ bpffs: host.bpffs, runDir: host.runDir })).some((e) => e.owner === id)).toBe(false);
+    expect(Object.values(ipamEntries(host.layout)).some((e) => e.owner === id)).toBe(false);
   });
 
   test('poststop removes device, routes, map entries and pins; twice is a no-op; also after the netns is gone', async () => {
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     for (const killFirst of [false, true]) {
       const t = await startNs(host, JSON.stringify({ services: [18125] }));
       if (killFirst) {
@@ -200,7 +200,7 @@ describePrivileged('netns on the real kernel', () => {
   });
 
   test('twenty containers wired in parallel: distinct devices and addresses, all reachable, all cleaned up', async () => {
-    const layout = { bpffs: host.bpffs, runDir: host.runDir };
+    const layout = host.layout;
     const procs = await Promise.all(Array.from({ length: 20 }, async () => ({ id: uniq('tw.nspar'), ...(await netnsProcess()) })));
     for (const p of procs) onCleanup(() => destroyContainer(layout, p.id, silentLog));
     const codes = (await Promise.all(procs.map((t) => hookBinaryAsync('createRuntime', { id: t.id, pid: t.pid, annotations: { 'io.taskwire.netns': 'auto' } }, host.configPath)))).map((r) => r.code);
@@ -229,7 +229,7 @@ describePrivileged('netns on the real kernel', () => {
 describePrivileged('netns host-wide pins and devices journaled by name', () => {
   let host: TestHost;
   const up = `twu${randomBytes(3).toString('hex')}`; // an uplink of this run (not tw<8 hex>)
-  const layout = () => ({ bpffs: host.bpffs, runDir: host.runDir });
+  const layout = () => host.layout;
   const upIndex = () => Number(readFileSync(`/sys/class/net/${up}/ifindex`, 'utf8'));
   const upProgs = () => deviceProgramIds(upIndex(), BPF_TCX_INGRESS);
   const progName = (id: number) => JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(id)], { encoding: 'utf8' })).name;

@@ -155,7 +155,7 @@ describePrivileged('sysctl control on the real kernel', () => {
 
   test('denied accesses become ring buffer events with the right fields, and are counted', async () => {
     const t = await startTask(open, policy({ default: 'read-only', events: true, rules: [{ name: 'kernel.ostype', access: 'deny' }, { name: PORT_START, access: 'allow', values: [1000] }] }), 'tw.sc');
-    const pinDir = join(containerPinDir({ bpffs: open.bpffs, runDir: open.runDir }, t.id), PLUGIN_DIR);
+    const pinDir = join(containerPinDir(open.layout, t.id), PLUGIN_DIR);
     const events: SysctlEvent[] = [];
     const rb = new RingBuffer(join(pinDir, EVENTS_PIN), (b) => events.push(decodeSysctlEvent(b)));
     try {
@@ -182,7 +182,7 @@ describePrivileged('sysctl control on the real kernel', () => {
     expect(inCgroup(t.cgroup, [read('kernel.ostype')])).toEqual([EPERM]);
     expect((await hook('poststop', { id: t.id }, open.configPath)).code).toBe(0);
     expect(hookBinary('poststop', { id: t.id }, open.configPath)).toEqual({ code: 0, stderr: '' });
-    const layout = { bpffs: open.bpffs, runDir: open.runDir };
+    const layout = open.layout;
     expect(existsSync(containerPinDir(layout, t.id))).toBe(false);
     expect(readRecord(layout, t.id)).toBeUndefined();
     await eventually(() => cgroupPrograms(t.cgroup).length === 0, 'sysctl program detached');

@@ -30,7 +30,7 @@ describePrivileged('twfw on the real kernel', () => {
       c.plugins.twfw.sets = { blocked: ['127.0.0.1:1'] };
     });
     cfg = loadHostConfig(host.configPath);
-    layout = { bpffs: host.bpffs, runDir: host.runDir };
+    layout = host.layout;
   });
   afterAll(runCleanups);
 

@@ -4,12 +4,10 @@
  * member of the union in the running kernel's BTF (/sys/kernel/btf/vmlinux, world-readable).
  */
 import { existsSync } from 'node:fs';
-import { records, typeById } from '../../lib/bpf/btf';
+import { BTF_KIND, records, typeById } from '../../lib/bpf/btf';
 import { BPF_ATTR, libbpf, readCString } from '../../lib/ffi';
 
 const VMLINUX = '/sys/kernel/btf/vmlinux';
-const KIND_STRUCT = 4;
-const KIND_UNION = 5;
 
 /** Every field of a struct/union member of bpf_attr, anonymous members flattened, named ones as "member.field". */
 function flatten(btf: unknown, typeId: number, base: number, prefix: string, out: Map<string, number>): void {
@@ -18,7 +16,7 @@ function flatten(btf: unknown, typeId: number, base: number, prefix: string, out
     const name = readCString(libbpf.btfNameByOffset(btf, nameOff));
     const at = base + (t.kflag ? offset & 0xffffff : offset) / 8;
     const inner = typeById(btf, type).kind;
-    if (!name && (inner === KIND_STRUCT || inner === KIND_UNION)) flatten(btf, type, at, prefix, out);
+    if (!name && (inner === BTF_KIND.STRUCT || inner === BTF_KIND.UNION)) flatten(btf, type, at, prefix, out);
     else out.set(prefix + name, at);
   }
 }
@@ -30,7 +28,7 @@ describe('union bpf_attr layouts of lib/ffi.ts bpfSys', () => {
   beforeAll(() => {
     if (!existsSync(VMLINUX)) throw new Error(`${VMLINUX} missing: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF)`);
     btf = libbpf.btfParse(VMLINUX, null);
-    const id = libbpf.btfFindByNameKind(btf, 'bpf_attr', KIND_UNION) as number;
+    const id = libbpf.btfFindByNameKind(btf, 'bpf_attr', BTF_KIND.UNION) as number;
     expect(id).toBeGreaterThan(0);
     // One map per member of the union: an anonymous struct's fields, or a named struct's as "name.field".
     members = records(typeById(btf, id)).map(([nameOff, type, offset]) => {
