@@ -7,10 +7,11 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isLoaderTemp, sharedObjectsDir, unloadShared } from './bpf/shared';
-import { destroyContainer } from './pipeline';
+import { destroyHeld } from './pipeline';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
-import { containerPinDir, decodeId, Layout, pinRoot } from './state/paths';
+import { containerPinDir, containersLockPath, decodeId, Layout, pinRoot } from './state/paths';
+import { withFileLock } from './state/lock';
 import { ContainerRecord, listRecords, readRecord } from './state/record';
 
 export interface ContainerView {
@@ -128,11 +129,17 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
       else removed.push(item);
       continue;
     }
-    // A container that started since the candidates were read has a live record now.
-    const now = readRecord(layout, item.id);
-    if (now && isAlive(now)) continue;
-    const r = destroyContainer(layout, item.id, log);
-    if (r.errors.length) failed.push({ id: item.id, error: r.errors.map((e) => e.message).join('; ') });
+    // The decision is taken again, and carried out, with no hook creating or destroying a
+    // container meanwhile (lib/state/paths.ts, containersLockPath): the candidates are a
+    // snapshot, and an id can be reused the moment its container is deleted.
+    const errors = withFileLock(containersLockPath(layout), () => {
+      // A container that started since the candidates were read has a live record now.
+      const now = readRecord(layout, item.id);
+      if (now && isAlive(now)) return null;
+      return destroyHeld(layout, item.id, log).errors;
+    });
+    if (errors === null) continue;
+    if (errors.length) failed.push({ id: item.id, error: errors.map((e) => e.message).join('; ') });
     else removed.push(item);
   }
   return { removed, failed };

@@ -13,7 +13,8 @@ import type { CgroupLoad, JournalWhen, PluginContext, PluginDef } from './plugin
 import { releaseAll } from './resources';
 import { validate } from './schema';
 import { isoTime } from './time';
-import { containerPinDir, Layout, pluginPinDir } from './state/paths';
+import { containerPinDir, containersLockPath, Layout, pluginPinDir } from './state/paths';
+import { withFileLock } from './state/lock';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
 import { ANNOTATION_PREFIX, registry } from '../plugins/index';
 import type { BpfObject } from './bpf/object';
@@ -75,11 +76,15 @@ export function layoutOf(host: HostConfig): Layout {
 
 export function createContainer(o: CreateOptions): ContainerRecord {
   const layout = layoutOf(o.host);
+  return withFileLock(containersLockPath(layout), () => create(layout, o), 'shared');
+}
+
+function create(layout: Layout, o: CreateOptions): ContainerRecord {
   const { container: c } = o;
   const stale = readRecord(layout, c.id);
   if (stale) {
     o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');
-    destroyContainer(layout, c.id, o.log);
+    destroyHeld(layout, c.id, o.log);
   }
   const rec: ContainerRecord = {
     version: 1,
@@ -206,6 +211,14 @@ export interface DestroyResult {
 
 /** Undoes everything recorded for `id`. Safe to call twice and for ids we never saw. */
 export function destroyContainer(layout: Layout, id: string, log: Logger): DestroyResult {
+  return withFileLock(containersLockPath(layout), () => destroyHeld(layout, id, log), 'shared');
+}
+
+/**
+ * destroyContainer for a caller holding the containers lock (either way): flock on a second
+ * descriptor of the same file would wait for the caller's own exclusive hold.
+ */
+export function destroyHeld(layout: Layout, id: string, log: Logger): DestroyResult {
   const rec = readRecord(layout, id);
   const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
   const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });

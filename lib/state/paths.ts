@@ -4,6 +4,7 @@
  *   <bpffs>/taskwire/<enc id>/<plugin>/{link_<prog>, map_<map>}   pins (bpffs refuses dots)
  *   <runDir>/containers/<enc id>.json                             the record of what was done
  *   <runDir>/ipam/<address>, <runDir>/ipam.lock                   address allocations, one file each
+ *   <runDir>/containers.lock                                      held shared by hooks, exclusive by gc
  *
  * Container ids come from whoever creates the container: they are validated (no path
  * separators, no leading dot, bounded length) and encoded reversibly ('.' and '%' as %XX).
@@ -39,6 +40,13 @@ export const recordDir = (l: Layout) => join(l.runDir, 'containers');
 export const recordPath = (l: Layout, id: string) => join(recordDir(l), `${encodeId(id)}.json`);
 export const ipamDir = (l: Layout) => join(l.runDir, 'ipam');
 export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
+/**
+ * Held shared while a hook creates or destroys a container, exclusive while gc decides a
+ * container is dead and removes it: a container created under a reused id between the decision
+ * and the removal would otherwise lose its state to gc. Taken before ipam.lock and
+ * shared-objects.lock, never while holding either.
+ */
+export const containersLockPath = (l: Layout) => join(l.runDir, 'containers.lock');
 /** Where allocations were kept before they had a file each (lib/state/ipam.ts moves them). */
 export const legacyIpamPath = (l: Layout) => join(l.runDir, 'ipam.json');
 /** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */

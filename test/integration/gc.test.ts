@@ -1,11 +1,15 @@
 /* taskwire gc on real state: what a crash leaves (dead cgroup, no poststop; pins without a
- * record; an allocation without a record) is removed; live containers are untouched. */
-import { existsSync, rmSync } from 'node:fs';
+ * record; an allocation without a record) is removed; live containers are untouched, also one
+ * created under a dead container's id while gc runs. */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { describePrivileged } from '../helpers/privileged';
-import { cli as runCli } from '../helpers/cli';
-import { cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost } from '../helpers/kernel';
-import { startTask } from '../helpers/task';
-import { containerPinDir, recordPath } from '../../lib/state/paths';
+import { cli as runCli, CLI_BIN } from '../helpers/cli';
+import { hook } from '../helpers/hook';
+import { cgroupPrograms, deviceAddresses, eventually, NODE, onCleanup, removeCgroup, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupWithProcess, startTask } from '../helpers/task';
+import { containerPinDir, containersLockPath, recordPath } from '../../lib/state/paths';
+import { readRecord } from '../../lib/state/record';
 import { ipamEntries, reserveAddress } from '../../lib/state/ipam';
 
 const cli = (host: TestHost, ...args: string[]) => runCli(host.configPath, ...args);
@@ -46,5 +50,49 @@ describePrivileged('taskwire gc', () => {
 
     const ls = JSON.parse(cli(host, 'ls', '--json').stdout);
     expect(ls.map((c: { id: string; alive: boolean }) => [c.id, c.alive])).toEqual([[live.id, true]]);
+  });
+
+  test('waits for hooks in progress, and keeps a container created under an id it found dead', async () => {
+    const ipt = { 'io.taskwire.ip-per-task': 'auto' };
+    const dead = await startTask(host, ipt, 'tw.reuse');
+    removeCgroup(dead.cgroup); // runc run foo ... its cgroup gone, no poststop
+    const lock = containersLockPath(host.layout);
+
+    // A hook in progress elsewhere holds the containers lock shared.
+    // Its own process group: the sleep it runs goes with it.
+    const holder = spawn('flock', ['-s', lock, '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    const release = () => {
+      try {
+        process.kill(-holder.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    };
+    onCleanup(release);
+    await new Promise((resolve) => holder.stdout!.once('data', resolve));
+
+    const gc = spawn(NODE, [CLI_BIN, '--config', host.configPath, 'gc', '--json'], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
+    onCleanup(() => gc.kill('SIGKILL'));
+    let out = '';
+    gc.stdout!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => gc.on('exit', resolve));
+    // gc has found the dead container and waits for the lock exclusive (a "->" line of /proc/locks).
+    const ino = statSync(lock).ino;
+    const waiting = () => readFileSync('/proc/locks', 'utf8').split('\n').some((l) => / -> FLOCK +ADVISORY +WRITE /.test(l) && l.includes(`:${ino} `) && l.includes(` ${gc.pid} `));
+    await eventually(waiting, 'gc waiting for the containers lock', 10000);
+
+    // Meanwhile the id is reused: runc run foo again, a new cgroup, createRuntime through the hook.
+    const again = await cgroupWithProcess();
+    const r = await hook('createRuntime', { id: dead.id, pid: again.pid, annotations: ipt }, host.configPath);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const reborn = readRecord(host.layout, dead.id)!;
+    const ip6 = reborn.plugins[0].summary.ip6 as string;
+
+    release(); // the other hook is done
+    expect(await exited).toBe(0);
+    expect(JSON.parse(out).removed.map((i: { id: string }) => i.id)).not.toContain(dead.id);
+    expect(readRecord(host.layout, dead.id)).toEqual(reborn);
+    expect(cgroupPrograms(again.cgroup)).toHaveLength(9);
+    expect(deviceAddresses()).toContain(ip6);
   });
 });
