@@ -3,11 +3,12 @@
  * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
  * the same inode (cgroup id) it had at create time; a reused name is a different cgroup.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { isLoaderTemp, sharedObjectsDir, unloadShared } from './bpf/shared';
 import { destroyHeld } from './pipeline';
+import { abandonedTempFiles, processAlive, tempWriter } from './state/atomic';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
 import { containerPinDir, containersLockPath, decodeId, Layout, pinRoot } from './state/paths';
@@ -104,11 +105,24 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
   if (existsSync(netnsShared.sharedDir(layout)) && netnsShared.netnsUsers(layout).length === 0)
     items.push({ id: NETNS_SHARED_ITEM, why: 'netns endpoint map and uplink links with no live netns container' });
+  // Half-written files of hooks killed before their rename (lib/state/atomic.ts), in the run dir
+  // and the directories in it (records, allocations, plugins' state).
+  for (const dir of runDirs(layout))
+    for (const t of abandonedTempFiles(dir)) items.push({ id: `${TEMP_ITEM}${relative(layout.runDir, t.path)}`, why: `temp file of process ${t.pid}, which is gone` });
   return items;
+}
+
+function runDirs(layout: Layout): string[] {
+  try {
+    return [layout.runDir, ...readdirSync(layout.runDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(layout.runDir, d.name))];
+  } catch {
+    return [];
+  }
 }
 
 const NETNS_SHARED_ITEM = '_shared/netns';
 const SHARED_OBJECT_ITEM = '_shared/objects/';
+const TEMP_ITEM = '_tmp/';
 
 export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
   const removed: GcItem[] = [];
@@ -121,6 +135,15 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
     if (item.id.startsWith(SHARED_OBJECT_ITEM)) {
       // Under the set lock, with the records read again there: a hook may have linked it since.
       if (unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(listRecords(layout)).has(dir))) removed.push(item);
+      continue;
+    }
+    if (item.id.startsWith(TEMP_ITEM)) {
+      const path = join(layout.runDir, item.id.slice(TEMP_ITEM.length));
+      // Its pid may be running again by now, writing the same file.
+      if (!processAlive(tempWriter(path)!)) {
+        rmSync(path, { force: true });
+        removed.push(item);
+      }
       continue;
     }
     if (item.id === NETNS_SHARED_ITEM) {

@@ -5,7 +5,7 @@ import { cliContext, printJson } from '../context';
 export function registerGc(program: Command): void {
   program
     .command('gc')
-    .description('remove what belongs to containers that no longer exist (records, pins, addresses)')
+    .description('remove what belongs to containers that no longer exist (records, pins, addresses, files half written by a killed hook)')
     .option('--dry-run', 'show what would be removed, remove nothing')
     .option('--json', 'machine-readable output')
     .action((opts: { dryRun?: boolean; json?: boolean }, cmd: Command) => {

@@ -1,12 +1,47 @@
 /* Crash-safe file replacement: a reader sees the old file or the new one, never a torn write,
  * even if the writer is SIGKILLed at any instruction (temp file, fsync, rename, fsync dir). */
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 function tempBeside(path: string): string {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return join(dir, `.${basename(path)}.${process.pid}.tmp`);
+}
+
+const TEMP_NAME = /^\..+\.(\d+)\.tmp$/;
+
+/** The pid of the process writing a temp file tempBeside named, or undefined for other files. */
+export function tempWriter(path: string): number | undefined {
+  const m = TEMP_NAME.exec(basename(path));
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Whether `pid` names a running process (EPERM: it runs, as somebody else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Temp files of writers that died before their rename (killed mid-write): names as tempBeside
+ * makes them, whose writer's pid no longer runs. A reused pid keeps its file: gc tries again later.
+ */
+export function abandonedTempFiles(dir: string): { path: string; pid: number }[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    const pid = tempWriter(n);
+    return pid !== undefined && !processAlive(pid) ? [{ path: join(dir, n), pid }] : [];
+  });
 }
 
 function syncFile(path: string): void {

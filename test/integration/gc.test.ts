@@ -1,8 +1,9 @@
 /* taskwire gc on real state: what a crash leaves (dead cgroup, no poststop; pins without a
  * record; an allocation without a record) is removed; live containers are untouched, also one
  * created under a dead container's id while gc runs. */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { cli as runCli, CLI_BIN } from '../helpers/cli';
 import { hook } from '../helpers/hook';
@@ -50,6 +51,26 @@ describePrivileged('taskwire gc', () => {
 
     const ls = JSON.parse(cli(host, 'ls', '--json').stdout);
     expect(ls.map((c: { id: string; alive: boolean }) => [c.id, c.alive])).toEqual([[live.id, true]]);
+  });
+
+  test("removes files half written by a writer that died, keeps a running writer's", () => {
+    // A pid that ran and is gone: a hook killed between its write and its rename.
+    const gone = spawnSync('true').pid!;
+    const dir = join(host.layout.runDir, 'containers');
+    mkdirSync(dir, { recursive: true });
+    const dead = join(dir, `.tw%2Ekilled.json.${gone}.tmp`);
+    const running = join(dir, `.tw%2Ewriting.json.${process.pid}.tmp`);
+    for (const f of [dead, running]) writeFileSync(f, '{"version":1,"id":');
+    onCleanup(() => rmSync(running, { force: true }));
+
+    const plan = JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout);
+    expect(plan.removed).toContainEqual({ id: `_tmp/containers/.tw%2Ekilled.json.${gone}.tmp`, why: `temp file of process ${gone}, which is gone` });
+    expect(JSON.stringify(plan)).not.toContain('writing');
+    expect(existsSync(dead)).toBe(true);
+
+    expect(cli(host, 'gc').stdout).toContain(`removed _tmp/containers/.tw%2Ekilled.json.${gone}.tmp`);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(running)).toBe(true);
   });
 
   test('waits for hooks in progress, and keeps a container created under an id it found dead', async () => {
