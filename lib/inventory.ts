@@ -35,8 +35,11 @@ const liveSharedObjects = (records: ContainerRecord[]) => new Set(records.filter
 export function isAlive(rec: ContainerRecord): boolean {
   try {
     return statSync(rec.cgroup, { bigint: true }).ino.toString() === rec.cgroupId;
-  } catch {
-    return false;
+  } catch (err) {
+    // Only a cgroup that is not there is dead: one we may not look at (EACCES, a cgroup2 mount
+    // this mount namespace does not see the same way) must never make gc destroy a container.
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== 'ENOENT' && code !== 'ENOTDIR';
   }
 }
 
@@ -83,7 +86,11 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const allocations = Object.entries(ipamEntries(layout));
   const records = listRecords(layout);
   const known = new Set(records.map((r) => r.id));
-  for (const r of records) if (!isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
+  // A record whose cgroup lies outside the cgroup2 mount this process sees was written where the
+  // mounts differ (another mount namespace): gone from here is not gone.
+  const { cgroup2Mount } = require('./host/discovery') as typeof import('./host/discovery');
+  const root = cgroup2Mount();
+  for (const r of records) if (r.cgroup.startsWith(`${root}/`) && !isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
   for (const enc of dirs) {
     const id = decodeId(enc);
     if (!known.has(id)) items.push({ id, why: 'pins without a record' });
@@ -132,38 +139,41 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
       removed.push(item);
       continue;
     }
-    if (item.id.startsWith(SHARED_OBJECT_ITEM)) {
-      // Under the set lock, with the records read again there: a hook may have linked it since.
-      if (unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(listRecords(layout)).has(dir))) removed.push(item);
-      continue;
+    // One item that cannot be collected (a damaged record, say) must not stop the others.
+    let errors: Error[] | null;
+    try {
+      errors = collect(layout, log, item);
+    } catch (err) {
+      errors = [err as Error];
     }
-    if (item.id.startsWith(TEMP_ITEM)) {
-      const path = join(layout.runDir, item.id.slice(TEMP_ITEM.length));
-      // Its pid may be running again by now, writing the same file.
-      if (!processAlive(tempWriter(path)!)) {
-        rmSync(path, { force: true });
-        removed.push(item);
-      }
-      continue;
-    }
-    if (item.id === NETNS_SHARED_ITEM) {
-      const errors = releaseAll([{ kind: 'netns-shared' }], { layout, log });
-      if (errors.length) failed.push({ id: item.id, error: errors.map((e) => e.message).join('; ') });
-      else removed.push(item);
-      continue;
-    }
-    // The decision is taken again, and carried out, with no hook creating or destroying a
-    // container meanwhile (lib/state/paths.ts, containersLockPath): the candidates are a
-    // snapshot, and an id can be reused the moment its container is deleted.
-    const errors = withFileLock(containersLockPath(layout), () => {
-      // A container that started since the candidates were read has a live record now.
-      const now = readRecord(layout, item.id);
-      if (now && isAlive(now)) return null;
-      return destroyHeld(layout, item.id, log).errors;
-    });
     if (errors === null) continue;
     if (errors.length) failed.push({ id: item.id, error: errors.map((e) => e.message).join('; ') });
     else removed.push(item);
   }
   return { removed, failed };
+}
+
+/** Removes one candidate if it still is one: the errors, or null when it no longer is. */
+function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
+  if (item.id.startsWith(SHARED_OBJECT_ITEM))
+    // Under the set lock, with the records read again there: a hook may have linked it since.
+    return unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(listRecords(layout)).has(dir)) ? [] : null;
+  if (item.id === NETNS_SHARED_ITEM) return releaseAll([{ kind: 'netns-shared' }], { layout, log });
+  // The decision is taken again, and carried out, with no hook creating or destroying a
+  // container meanwhile (lib/state/paths.ts, containersLockPath): the candidates are a
+  // snapshot, and an id can be reused the moment its container is deleted.
+  return withFileLock(containersLockPath(layout), () => {
+    if (item.id.startsWith(TEMP_ITEM)) {
+      // Hooks write records and allocations holding this lock shared, so none is writing now;
+      // and its pid may run again by now, as another process.
+      const path = join(layout.runDir, item.id.slice(TEMP_ITEM.length));
+      if (processAlive(tempWriter(path)!)) return null;
+      rmSync(path, { force: true });
+      return [];
+    }
+    // A container that started since the candidates were read has a live record now.
+    const now = readRecord(layout, item.id);
+    if (now && isAlive(now)) return null;
+    return destroyHeld(layout, item.id, log).errors;
+  });
 }

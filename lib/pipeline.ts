@@ -84,7 +84,10 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
   const stale = readRecord(layout, c.id);
   if (stale) {
     o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');
-    destroyHeld(layout, c.id, o.log);
+    // What could not be undone stays in that record for gc; a new record would hide it.
+    const left = destroyHeld(layout, c.id, o.log).errors;
+    if (left.length)
+      throw new TaskwireError('STATE', `an earlier container with id ${c.id} left state that could not be undone (${left.map((e) => e.message).join('; ')}); see taskwire gc`);
   }
   const rec: ContainerRecord = {
     version: 1,

@@ -1,6 +1,6 @@
 /* Crash-safe file replacement: a reader sees the old file or the new one, never a torn write,
  * even if the writer is SIGKILLed at any instruction (temp file, fsync, rename, fsync dir). */
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 function tempBeside(path: string): string {
@@ -63,11 +63,16 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
   const tmp = tempBeside(path);
   const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, data);
+    // writeFileSync on a descriptor writes until all is written: a single writeSync may write
+    // less (a full /run, a file size limit), and a short file must never be renamed into place.
+    writeFileSync(fd, data);
     fsyncSync(fd);
-  } finally {
+  } catch (err) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
   }
+  closeSync(fd);
   publish(tmp, path);
 }
 

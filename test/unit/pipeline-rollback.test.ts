@@ -20,6 +20,15 @@ registerResourceKind('fake', (r) => {
   released.push(r.name as string);
   world.delete(r.name as string);
 });
+// A resource the host will not let go of (EBUSY and the like).
+registerResourceKind('stuck', (r) => {
+  throw new Error(`${r.name as string} is busy`);
+});
+
+/** A fake plugin whose attach is `attach`. */
+function pluginWith(name: string, attach: (ctx: PluginContext<{ enabled: boolean }>) => Record<string, unknown>) {
+  return definePlugin<null, { enabled: boolean }, Record<string, unknown>>({ name, annotation: `io.taskwire.${name}`, summary: 'fake', hostSchema: 'unused', parse: () => null, attach });
+}
 
 function fakePlugin(name: string, steps: number, failAt: number | null) {
   return definePlugin<null, { enabled: boolean }, Record<string, unknown>>({
@@ -80,18 +89,29 @@ describe('pipeline rollback', () => {
     expect(readdirSync(join(host.runDir, 'containers'))).toEqual([]);
   });
 
+  test('an earlier record under the same id is undone first; if it cannot be, the create is refused and the record kept for gc', () => {
+    const stuck = pluginWith('stuck', (ctx) => {
+      ctx.acquire({ kind: 'stuck', name: 'stuck#0' }, () => undefined);
+      return {};
+    });
+    const one = (def: ReturnType<typeof pluginWith>) => createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
+    one(fakePlugin('a', 1, null)); // its poststop never ran
+    expect(one(fakePlugin('b', 1, null)).resources.map((r) => r.name)).toEqual(['b#0']);
+    expect(released).toEqual(['a#0']);
+    expect(world).toEqual(new Set(['b#0']));
+
+    destroyContainer(layout(), container.id, silentLog);
+    one(stuck);
+    expect(() => one(fakePlugin('c', 1, null))).toThrow(/an earlier container with id unit\.1 left state that could not be undone \(.*stuck#0 is busy\); see taskwire gc/);
+    expect(world.has('c#0')).toBe(false);
+    expect(readRecord(layout(), container.id)?.resources.map((r) => r.name)).toEqual(['stuck#0']);
+  });
+
   test('a deadline that has passed stops the pipeline before the next plugin and undoes', () => {
-    const slow = definePlugin<null, { enabled: boolean }, Record<string, unknown>>({
-      name: 'slow',
-      annotation: 'io.taskwire.slow',
-      summary: 'fake',
-      hostSchema: 'unused',
-      parse: () => null,
-      attach(ctx) {
-        ctx.acquire({ kind: 'fake', name: 'slow#0' }, () => world.add('slow#0'));
-        ctx.checkDeadline();
-        return {};
-      },
+    const slow = pluginWith('slow', (ctx) => {
+      ctx.acquire({ kind: 'fake', name: 'slow#0' }, () => world.add('slow#0'));
+      ctx.checkDeadline();
+      return {};
     });
     expect(() =>
       createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() - 1, selected: [{ def: slow, value: '', config: null, section: { enabled: true } }] }),
@@ -102,20 +122,13 @@ describe('pipeline rollback', () => {
   test("'later' journals with the record's next write, and is undone like the rest", () => {
     const writes: string[][] = [];
     const later = (fail: boolean) =>
-      definePlugin<null, { enabled: boolean }, Record<string, unknown>>({
-        name: 'later',
-        annotation: 'io.taskwire.later',
-        summary: 'fake',
-        hostSchema: 'unused',
-        parse: () => null,
-        attach(ctx) {
-          ctx.acquire({ kind: 'fake', name: 'later#0' }, () => world.add('later#0'), 'later');
-          writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
-          ctx.acquire({ kind: 'fake', name: 'later#1' }, () => world.add('later#1'));
-          writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
-          if (fail) throw new Error('later failed');
-          return {};
-        },
+      pluginWith('later', (ctx) => {
+        ctx.acquire({ kind: 'fake', name: 'later#0' }, () => world.add('later#0'), 'later');
+        writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
+        ctx.acquire({ kind: 'fake', name: 'later#1' }, () => world.add('later#1'));
+        writes.push((readRecord(layout(), container.id)?.resources ?? []).map((r) => r.name as string));
+        if (fail) throw new Error('later failed');
+        return {};
       });
     const one = (def: ReturnType<typeof later>) => createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
     expect(() => one(later(true))).toThrow(/later failed/);
