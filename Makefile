@@ -22,6 +22,11 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h)
 	@# that a rebuild with the same size and mtime (cp -p, tar, packages) is never mistaken for it.
 	@sha256sum $@ | cut -c1-16 > $@.id
 
+# Objects the benchmarks load (bench/*.bpf.c, never installed), with the flags of the real ones.
+.tools/bench/%.bpf.o: bench/%.bpf.c
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 lib/generated/validators.js: scripts/gen-validators.js $(SCHEMAS)
 	$(NODE) scripts/gen-validators.js $@
 

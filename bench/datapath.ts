@@ -33,12 +33,11 @@ function compile(): string {
   return bin;
 }
 
-/** bench/udp4-floor.bpf.c, built as the Makefile builds bpf/ (clang, BTF), loaded here. */
+/** bench/udp4-floor.bpf.c, built by the Makefile's rule for bench objects, loaded here. */
 function floorObject(): BpfObject {
-  const out = join(ROOT, '.tools', 'bench', 'udp4-floor.bpf.o');
-  const arch = execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim();
-  execFileSync('clang', ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I/usr/include/${arch}-linux-gnu`, '-c', join(ROOT, 'bench', 'udp4-floor.bpf.c'), '-o', out], { stdio: 'inherit' });
-  const obj = BpfObject.open(out);
+  const out = '.tools/bench/udp4-floor.bpf.o';
+  execFileSync('make', ['-s', '-C', ROOT, out], { stdio: 'inherit' });
+  const obj = BpfObject.open(join(ROOT, out));
   onCleanup(() => obj.close());
   return obj;
 }

@@ -5,7 +5,7 @@
  * under the socket lock), and what setting the source costs (tw_fl_src4 sets it to the
  * destination, the address the kernel would pick itself for the bench's local destination, so
  * the only difference is the kernel checking a given source is local: __ip_dev_find).
- * Built by the bench, never installed.
+ * Built by the Makefile's rule for bench objects (the flags of bpf/), never installed.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>

@@ -1,6 +1,6 @@
 /* Crash-safe file replacement: a reader sees the old file or the new one, never a torn write,
  * even if the writer is SIGKILLed at any instruction (temp file, fsync, rename, fsync dir). */
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 function tempBeside(path: string): string {
@@ -74,6 +74,21 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
   }
   closeSync(fd);
   publish(tmp, path);
+}
+
+/**
+ * A JSON file written by writeFileAtomic, or undefined when there is none (or it went in
+ * between). A stat first: most such reads find nothing (a create asks for a record that is not
+ * there), and a process's first thrown ENOENT costs about 55 µs. Other errors are the caller's.
+ */
+export function readJsonFile<T>(path: string): T | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 /** Copies `from` over `to` the same way (mode bits come along with the copy). */

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { TaskwireError } from '../errors';
 import { Cidr, cidrToString, nthAddress, parseIp, prefixSize } from '../net/addr';
 import { isoTime } from '../time';
-import { writeFileAtomic } from './atomic';
+import { readJsonFile, writeFileAtomic } from './atomic';
 import { withFileLock } from './lock';
 import { ipamDir, ipamLockPath, Layout, legacyIpamPath } from './paths';
 
@@ -46,15 +46,17 @@ function isEntryName(n: string): boolean {
   }
 }
 
-function readEntry(l: Layout, address: string): IpamEntry | undefined {
-  const path = entryPath(l, address);
-  if (!existsSync(path)) return undefined;
+/** A JSON file of the store, or undefined; an unreadable one is an IPAM error naming it. */
+function readStoreFile<T>(path: string): T | undefined {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as IpamEntry;
+    return readJsonFile<T>(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new TaskwireError('IPAM', `address allocation ${path} is unreadable: ${(err as Error).message}`);
+    throw new TaskwireError('IPAM', `address allocations: ${path} is unreadable: ${(err as Error).message}`);
   }
+}
+
+function readEntry(l: Layout, address: string): IpamEntry | undefined {
+  return readStoreFile<IpamEntry>(entryPath(l, address));
 }
 
 function writeEntry(l: Layout, address: string, e: IpamEntry): void {
@@ -63,14 +65,7 @@ function writeEntry(l: Layout, address: string, e: IpamEntry): void {
 
 /** The allocations of an ipam.json that earlier versions kept (none: no such file). */
 function legacyEntries(l: Layout): IpamState {
-  const legacy = legacyIpamPath(l);
-  if (!existsSync(legacy)) return {};
-  try {
-    return JSON.parse(readFileSync(legacy, 'utf8')).addresses ?? {};
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}; // migrated in between
-    throw new TaskwireError('IPAM', `address allocations ${legacy} are unreadable: ${(err as Error).message}`);
-  }
+  return readStoreFile<{ addresses?: IpamState }>(legacyIpamPath(l))?.addresses ?? {};
 }
 
 /** Allocations kept in one ipam.json by earlier versions become files, once, under the lock. */

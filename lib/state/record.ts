@@ -3,8 +3,8 @@
  * undo exactly that. It is rewritten atomically after every step (a journal), so a hook killed
  * at any instruction leaves a record that names everything it may have created.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { writeFileAtomic } from './atomic';
+import { readdirSync, rmSync } from 'node:fs';
+import { readJsonFile, writeFileAtomic } from './atomic';
 import { decodeId, Layout, recordDir, recordPath } from './paths';
 
 /** Something to undo. `kind` selects the release function in lib/resources.ts. */
@@ -39,16 +39,7 @@ export function writeRecord(l: Layout, rec: ContainerRecord): void {
 }
 
 export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
-  const path = recordPath(l, id);
-  // Every create asks for a record that is not there: a stat, not a thrown ENOENT (a process's
-  // first costs about 55 µs). The catch below covers one removed in between.
-  if (!existsSync(path)) return undefined;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as ContainerRecord;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  return readJsonFile<ContainerRecord>(recordPath(l, id));
 }
 
 export function removeRecord(l: Layout, id: string): void {
