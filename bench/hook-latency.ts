@@ -102,7 +102,8 @@ async function main(): Promise<void> {
   // the last detach for patching them out), a kernel cost measured by the "alone" variant.
   const resident = await box();
   const startResident = () => runHook('createRuntime', state(resident, ANNOTATION), host.configPath);
-  const stopResident = () => runHook('poststop', stoppedState(resident.id), host.configPath);
+  // Not poststop, which leaves a container that still has processes alone; not timed anyway.
+  const stopResident = () => destroyContainer(host.layout, resident.id, silentLog);
   startResident();
   const createThenPoststop = (c: string, p: string, config = host.configPath) => (_c: unknown, round: number) => {
     const b = pending.shift()!;

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { configPath, HostConfig, loadHostConfig } from '../lib/host/config';
 import { openLog, Logger } from '../lib/log';
 import type { Layout } from '../lib/state/paths';
+import type { DamagedRecord } from '../lib/state/record';
 
 export interface CliContext {
   host: HostConfig;
@@ -14,6 +15,11 @@ export function cliContext(cmd: Command): CliContext {
   const opts = cmd.optsWithGlobals() as { config?: string };
   const host = loadHostConfig(configPath(opts.config));
   return { host, layout: { bpffs: host.bpffs, runDir: host.runDir }, log: openLog(host.logFile, host.logLevel, { cli: cmd.name() }) };
+}
+
+/** One stderr line per record a listing skipped because it is damaged (lib/state/record.ts). */
+export function warnDamaged(cmd: Command, damaged: DamagedRecord[], consequence: string): void {
+  for (const d of damaged) process.stderr.write(`taskwire ${cmd.name()}: ${d.path}: damaged record (${d.error}); ${consequence}\n`);
 }
 
 export function printJson(v: unknown): void {

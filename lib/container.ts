@@ -1,9 +1,10 @@
 /* A container as the hooks see it: validated id plus where its cgroup and netns are. */
-import { readlinkSync } from 'node:fs';
+import { readlinkSync, statSync } from 'node:fs';
 import { TaskwireError } from './errors';
-import { cgroupId, cgroupOfPid } from './host/discovery';
+import { cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses } from './host/discovery';
 import { validateContainerId } from './state/paths';
 import type { OciState } from './oci';
+import type { ContainerRecord } from './state/record';
 
 export interface Container {
   id: string;
@@ -12,6 +13,8 @@ export interface Container {
   annotations: Record<string, string>;
   cgroupDir: string;
   cgroupId: bigint;
+  /** The container's process is alone in its cgroup (see ContainerRecord.ownCgroup). */
+  ownCgroup: boolean;
   /** /proc/PID/ns/net and its identity (net:[inode]), to tell host netns from a private one. */
   netnsPath: string;
   netnsId: string;
@@ -22,6 +25,7 @@ export function resolveContainer(state: OciState): Container {
   if (!state.pid) throw new TaskwireError('STATE', `container ${id}: the runtime gave no pid; taskwire needs it at createRuntime/prestart`);
   const cgroupDir = cgroupOfPid(state.pid);
   const netnsPath = `/proc/${state.pid}/ns/net`;
+  const procs = cgroupProcesses(cgroupDir);
   return {
     id,
     pid: state.pid,
@@ -29,9 +33,28 @@ export function resolveContainer(state: OciState): Container {
     annotations: state.annotations ?? {},
     cgroupDir,
     cgroupId: cgroupId(cgroupDir),
+    ownCgroup: procs.length === 1 && procs[0] === state.pid,
     netnsPath,
     netnsId: readlinkSync(netnsPath),
   };
+}
+
+/**
+ * What became of the container a record describes. 'gone': its cgroup is not there, or is
+ * another cgroup now. 'stopped': its cgroup, which it had to itself, has no process left (a
+ * runtime has yet to delete it, or failed to remove the cgroup). Otherwise 'running', also when
+ * the cgroup cannot be looked at (EACCES, a cgroup2 mount this mount namespace sees otherwise):
+ * gc must never destroy a container on a guess.
+ */
+export function recordedState(rec: ContainerRecord): 'running' | 'stopped' | 'gone' {
+  let ino: bigint | undefined;
+  try {
+    ino = statSync(rec.cgroup, { bigint: true, throwIfNoEntry: false })?.ino;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'gone' : 'running';
+  }
+  if (ino === undefined || ino.toString() !== rec.cgroupId) return 'gone';
+  return rec.ownCgroup && !cgroupPopulated(rec.cgroup) ? 'stopped' : 'running';
 }
 
 export function hostNetnsId(): string {

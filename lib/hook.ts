@@ -3,7 +3,9 @@
  * one line and tests can drive every stage in-process.
  *
  *   createRuntime | prestart   attach; any failure → everything undone, one line on stderr, exit 1
- *   poststop                   undo; exit 0 even when something could not be undone (gc's job)
+ *   poststop                   undo, unless the recorded container still has processes (a newer
+ *                              container under a reused id); exit 0 even when something could not
+ *                              be undone (gc's job)
  *
  * The stage comes from argv (runtimes disagree on `status`). A container without io.taskwire.*
  * annotations costs a stdin read, a JSON parse and a glance at the host config for plugins it
@@ -146,11 +148,11 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       clock.mark('open log');
       try {
         const { destroyContainer } = await import('./pipeline');
-        const r = destroyContainer(layout, state.id, log);
+        const r = destroyContainer(layout, state.id, log, { unlessRunning: true });
         markWorkDone();
         clock.mark('destroy');
         log.debug({ phases: clock.phases }, 'timing');
-        log.info({ found: r.found, left: r.errors.length, ms: Date.now() - started }, 'poststop done');
+        log.info({ found: r.found, running: r.running, left: r.errors.length, ms: Date.now() - started }, 'poststop done');
       } catch (err) {
         log.error({ err }, 'poststop failed; taskwire gc will finish the job');
       }

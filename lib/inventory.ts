@@ -1,23 +1,27 @@
 /*
  * What taskwire manages on this host, read from the records and the pins: the data behind
  * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
- * the same inode (cgroup id) it had at create time; a reused name is a different cgroup.
+ * the same inode (cgroup id) it had at create time (a reused name is a different cgroup) and,
+ * when it had that cgroup to itself, has processes (lib/container.ts recordedState).
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { isLoaderTemp, sharedObjectsDir, unloadShared } from './bpf/shared';
 import { destroyHeld } from './pipeline';
-import { abandonedTempFiles, processAlive, tempWriter } from './state/atomic';
+import { recordedState } from './container';
+import { abandonedTempFiles, listDir, processAlive, tempWriter } from './state/atomic';
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
-import { containerPinDir, containersLockPath, decodeId, Layout, pinRoot } from './state/paths';
+import { containerLocksDir, containerPinDir, containersLockPath, decodeId, Layout, pinRoot } from './state/paths';
 import { withFileLock } from './state/lock';
-import { ContainerRecord, listRecords, readRecord } from './state/record';
+import { ContainerRecord, DamagedRecord, listRecords, readRecord } from './state/record';
 
 export interface ContainerView {
   id: string;
   alive: boolean;
+  /** lib/container.ts recordedState: running, stopped (its own cgroup empty) or gone. */
+  state: 'running' | 'stopped' | 'gone';
   complete: boolean;
   createdAt: string;
   cgroup: string;
@@ -32,16 +36,7 @@ export interface ContainerView {
 export const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
 const liveSharedObjects = (records: ContainerRecord[]) => new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
 
-export function isAlive(rec: ContainerRecord): boolean {
-  try {
-    return statSync(rec.cgroup, { bigint: true }).ino.toString() === rec.cgroupId;
-  } catch (err) {
-    // Only a cgroup that is not there is dead: one we may not look at (EACCES, a cgroup2 mount
-    // this mount namespace does not see the same way) must never make gc destroy a container.
-    const code = (err as NodeJS.ErrnoException).code;
-    return code !== 'ENOENT' && code !== 'ENOTDIR';
-  }
-}
+export const isAlive = (rec: ContainerRecord): boolean => recordedState(rec) === 'running';
 
 /** A container's pins, relative to its pin dir (plugin/link_x, plugin/map_y), sorted. */
 export function pinsOf(layout: Layout, id: string): string[] {
@@ -53,18 +48,22 @@ export function pinsOf(layout: Layout, id: string): string[] {
     .sort();
 }
 
-export function listContainers(layout: Layout): ContainerView[] {
-  return listRecords(layout).map((r) => ({
-    id: r.id,
-    alive: isAlive(r),
-    complete: r.complete,
-    createdAt: r.createdAt,
-    cgroup: r.cgroup,
-    cgroupId: r.cgroupId,
-    plugins: r.plugins,
-    pins: pinsOf(layout, r.id),
-    sharedObjects: sharedObjectsOf(r),
-  }));
+export function listContainers(layout: Layout, damaged?: DamagedRecord[]): ContainerView[] {
+  return listRecords(layout, damaged).map((r) => {
+    const state = recordedState(r);
+    return {
+      id: r.id,
+      alive: state === 'running',
+      state,
+      complete: r.complete,
+      createdAt: r.createdAt,
+      cgroup: r.cgroup,
+      cgroupId: r.cgroupId,
+      plugins: r.plugins,
+      pins: pinsOf(layout, r.id),
+      sharedObjects: sharedObjectsOf(r),
+    };
+  });
 }
 
 export interface GcItem {
@@ -77,20 +76,21 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const items: GcItem[] = [];
   // Pins and allocations are read before the records: a hook writes its record before it makes
   // either, so one starting meanwhile has its record in the list below.
-  let dirs: string[] = [];
-  try {
-    dirs = readdirSync(pinRoot(layout)).filter((n) => !n.startsWith('_'));
-  } catch {
-    /* no pins at all */
-  }
+  const dirs = listDir(pinRoot(layout)).filter((n) => !n.startsWith('_'));
   const allocations = Object.entries(ipamEntries(layout));
-  const records = listRecords(layout);
-  const known = new Set(records.map((r) => r.id));
+  const damaged: DamagedRecord[] = [];
+  const records = listRecords(layout, damaged);
+  // A damaged record's container may be alive: its pins and addresses are not orphans.
+  const known = new Set([...records, ...damaged].map((r) => r.id));
+  for (const d of damaged) items.push({ id: `${DAMAGED_ITEM}${d.id}`, why: `record ${d.path} is damaged (${d.error}); left alone: repair or remove it by hand` });
   // A record whose cgroup lies outside the cgroup2 mount this process sees was written where the
   // mounts differ (another mount namespace): gone from here is not gone.
   const { cgroup2Mount } = require('./host/discovery') as typeof import('./host/discovery');
   const root = cgroup2Mount();
-  for (const r of records) if (r.cgroup.startsWith(`${root}/`) && !isAlive(r)) items.push({ id: r.id, why: `cgroup ${r.cgroup} is gone` });
+  for (const r of records) {
+    const state = r.cgroup.startsWith(`${root}/`) ? recordedState(r) : 'running';
+    if (state !== 'running') items.push({ id: r.id, why: state === 'gone' ? `cgroup ${r.cgroup} is gone` : `cgroup ${r.cgroup} has no process left` });
+  }
   for (const enc of dirs) {
     const id = decodeId(enc);
     if (!known.has(id)) items.push({ id, why: 'pins without a record' });
@@ -100,13 +100,9 @@ export function gcCandidates(layout: Layout): GcItem[] {
   // Loaded objects stay for the next container (lib/bpf/shared.ts); gc unloads those no live
   // container is linked from, such as earlier builds. After the dead, like the netns pins.
   const used = liveSharedObjects(records);
-  let sets: string[] = [];
-  try {
-    sets = readdirSync(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
-  } catch {
-    /* nothing loaded */
-  }
-  for (const n of sets)
+  const sets = listDir(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
+  // What a damaged record links is unknown: no set is unloaded while one is there.
+  for (const n of damaged.length ? [] : sets)
     if (!used.has(join(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
   // Host-wide pins outlive their last user when its poststop never ran; last, after the dead.
   const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
@@ -116,6 +112,9 @@ export function gcCandidates(layout: Layout): GcItem[] {
   // and the directories in it (records, allocations, plugins' state).
   for (const dir of runDirs(layout))
     for (const t of abandonedTempFiles(dir)) items.push({ id: `${TEMP_ITEM}${relative(layout.runDir, t.path)}`, why: `temp file of process ${t.pid}, which is gone` });
+  // Hooks unlink their id lock as they let go of it: one there now may be held (gc checks again
+  // under the containers lock, when no hook can hold one) or was left by a hook killed holding it.
+  for (const name of listDir(containerLocksDir(layout))) items.push({ id: `${LOCK_ITEM}${name}`, why: 'id lock file: left by a hook killed while holding it, or in use until gc holds the containers lock' });
   return items;
 }
 
@@ -130,11 +129,17 @@ function runDirs(layout: Layout): string[] {
 const NETNS_SHARED_ITEM = '_shared/netns';
 const SHARED_OBJECT_ITEM = '_shared/objects/';
 const TEMP_ITEM = '_tmp/';
+const LOCK_ITEM = '_locks/';
+const DAMAGED_ITEM = '_damaged/';
 
 export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
   const removed: GcItem[] = [];
   const failed: { id: string; error: string }[] = [];
   for (const item of gcCandidates(layout)) {
+    if (item.id.startsWith(DAMAGED_ITEM)) {
+      failed.push({ id: item.id, error: item.why }); // for a person to look at, dry run or not
+      continue;
+    }
     if (dryRun) {
       removed.push(item);
       continue;
@@ -163,6 +168,11 @@ function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
   // container meanwhile (lib/state/paths.ts, containersLockPath): the candidates are a
   // snapshot, and an id can be reused the moment its container is deleted.
   return withFileLock(containersLockPath(layout), () => {
+    if (item.id.startsWith(LOCK_ITEM)) {
+      // Hooks take an id lock only holding this one shared: nobody holds or waits for it now.
+      rmSync(join(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length)), { force: true });
+      return [];
+    }
     if (item.id.startsWith(TEMP_ITEM)) {
       // Hooks write records and allocations holding this lock shared, so none is writing now;
       // and its pid may run again by now, as another process.

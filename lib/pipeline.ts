@@ -13,8 +13,8 @@ import type { CgroupLoad, JournalWhen, PluginContext, PluginDef } from './plugin
 import { releaseAll } from './resources';
 import { validate } from './schema';
 import { isoTime } from './time';
-import { containerPinDir, containersLockPath, Layout, pluginPinDir } from './state/paths';
-import { withFileLock } from './state/lock';
+import { containerLockPath, containerPinDir, containersLockPath, Layout, pluginPinDir } from './state/paths';
+import { withFileLock, withTransientLock } from './state/lock';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
 import { ANNOTATION_PREFIX, registry } from '../plugins/index';
 import type { BpfObject } from './bpf/object';
@@ -74,14 +74,28 @@ export function layoutOf(host: HostConfig): Layout {
   return { bpffs: host.bpffs, runDir: host.runDir };
 }
 
+/**
+ * The locks a hook holds while it creates or destroys container `id`: the containers lock shared
+ * (gc holds it exclusive), then the id's own lock (paths.ts containerLockPath).
+ */
+function withContainerLocks<T>(layout: Layout, id: string, fn: () => T): T {
+  return withFileLock(containersLockPath(layout), () => withTransientLock(containerLockPath(layout, id), fn), 'shared');
+}
+
 export function createContainer(o: CreateOptions): ContainerRecord {
   const layout = layoutOf(o.host);
-  return withFileLock(containersLockPath(layout), () => create(layout, o), 'shared');
+  return withContainerLocks(layout, o.container.id, () => create(layout, o));
 }
 
 function create(layout: Layout, o: CreateOptions): ContainerRecord {
   const { container: c } = o;
   const stale = readRecord(layout, c.id);
+  // Two runtimes (or two runc --root) may each run a container of this id on one host.
+  if (stale?.ownCgroup && stale.cgroupId !== c.cgroupId.toString()) {
+    const { recordedState } = require('./container') as typeof import('./container');
+    if (recordedState(stale) === 'running')
+      throw new TaskwireError('STATE', `container id ${c.id} is taken by a running container (cgroup ${stale.cgroup}, since ${stale.createdAt})`);
+  }
   if (stale) {
     o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');
     // What could not be undone stays in that record for gc; a new record would hide it.
@@ -98,6 +112,7 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
     bundle: c.bundle,
     cgroup: c.cgroupDir,
     cgroupId: c.cgroupId.toString(),
+    ownCgroup: c.ownCgroup,
     netns: c.netnsId,
     complete: false,
     plugins: [],
@@ -209,20 +224,39 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
 
 export interface DestroyResult {
   found: boolean;
+  /** Left alone: its cgroup still has processes (DestroyOptions.unlessRunning). */
+  running?: boolean;
   errors: Error[];
 }
 
+export interface DestroyOptions {
+  /**
+   * poststop's rule: a runtime runs poststop once the container is deleted, its processes gone.
+   * A record of a container still running in a cgroup of its own is a newer container's under
+   * the same id (runc removes a container's state before its poststop, so `runc run` may reuse
+   * the id meanwhile): it is left alone. gc takes it once its cgroup is empty or gone.
+   */
+  unlessRunning?: boolean;
+}
+
 /** Undoes everything recorded for `id`. Safe to call twice and for ids we never saw. */
-export function destroyContainer(layout: Layout, id: string, log: Logger): DestroyResult {
-  return withFileLock(containersLockPath(layout), () => destroyHeld(layout, id, log), 'shared');
+export function destroyContainer(layout: Layout, id: string, log: Logger, opts: DestroyOptions = {}): DestroyResult {
+  return withContainerLocks(layout, id, () => destroyHeld(layout, id, log, opts));
 }
 
 /**
  * destroyContainer for a caller holding the containers lock (either way): flock on a second
  * descriptor of the same file would wait for the caller's own exclusive hold.
  */
-export function destroyHeld(layout: Layout, id: string, log: Logger): DestroyResult {
+export function destroyHeld(layout: Layout, id: string, log: Logger, opts: DestroyOptions = {}): DestroyResult {
   const rec = readRecord(layout, id);
+  if (rec?.ownCgroup && opts.unlessRunning) {
+    const { recordedState } = require('./container') as typeof import('./container');
+    if (recordedState(rec) === 'running') {
+      log.warn({ cgroup: rec.cgroup, createdAt: rec.createdAt }, 'the container recorded under this id still has processes in its cgroup: a newer container under a reused id; left alone');
+      return { found: true, running: true, errors: [] };
+    }
+  }
   const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
   const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });
   // A complete record names every allocation: the sweep, which reads all of the host's, is for

@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { listContainers } from '../../lib/inventory';
 import { containerObjects, isAttached } from '../../lib/introspect';
 import type { Layout } from '../../lib/state/paths';
+import type { DamagedRecord } from '../../lib/state/record';
 import { ipJson } from '../../lib/net/iproute';
-import { cliContext, printJson, printTable } from '../context';
+import { cliContext, printJson, printTable, warnDamaged } from '../context';
 import { listPorts, portRows, PORT_HEADER } from './ls-ports';
 
 function addresses(plugins: { summary: Record<string, unknown> }[]): string {
@@ -68,17 +69,20 @@ export function registerLs(program: Command): void {
     .option('--ports', 'who listens where in each container (ip-per-task bind map) and its localhost address')
     .action((opts: { json?: boolean; ports?: boolean }, cmd: Command) => {
       const { layout } = cliContext(cmd);
+      const damaged: DamagedRecord[] = [];
+      const containers = listContainers(layout, damaged);
+      warnDamaged(cmd, damaged, 'its container is not listed');
       if (opts.ports) {
-        const ports = listPorts(listContainers(layout));
+        const ports = listPorts(containers);
         return opts.json ? printJson(ports) : printTable(PORT_HEADER, portRows(ports));
       }
-      const list = listContainers(layout).map((c) => ({ ...c, devices: devices(c.plugins), programs: kernelPrograms(layout, c.id) }));
+      const list = containers.map((c) => ({ ...c, devices: devices(c.plugins), programs: kernelPrograms(layout, c.id) }));
       if (opts.json) return printJson(list);
       printTable(
         ['CONTAINER', 'STATE', 'PLUGINS', 'ADDRESSES', 'DEVICE', 'ATTACHED'],
         list.map((c) => [
           c.id,
-          !c.complete ? 'partial' : c.alive ? 'running' : 'gone',
+          !c.complete ? 'partial' : c.state,
           c.plugins.map((p) => p.name).join(',') || '-',
           addresses(c.plugins),
           c.devices.map(deviceLabel).join(',') || '-',

@@ -3,9 +3,9 @@ import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../../lib/errors';
 import { ContainerCost, containerCost, runTimeStatsOn, withRunTimeStats } from '../../lib/introspect';
 import { containerPinDir } from '../../lib/state/paths';
-import { listRecords, readRecord } from '../../lib/state/record';
+import { DamagedRecord, listRecords, readRecord } from '../../lib/state/record';
 import { existsSync } from 'node:fs';
-import { cliContext, printJson, printTable } from '../context';
+import { cliContext, printJson, printTable, warnDamaged } from '../context';
 import { bytes, nanos } from '../format';
 
 function seconds(v: string): number {
@@ -66,7 +66,11 @@ export function registerStats(program: Command): void {
       if (id) {
         if (!readRecord(layout, id) && !existsSync(containerPinDir(layout, id))) throw new ConfigError(`no container ${JSON.stringify(id)} is managed here (see taskwire ls)`);
         ids = [id];
-      } else ids = listRecords(layout).map((r) => r.id);
+      } else {
+        const damaged: DamagedRecord[] = [];
+        ids = listRecords(layout, damaged).map((r) => r.id);
+        warnDamaged(cmd, damaged, 'its container is not measured');
+      }
       const measure = () => ids.map((i) => containerCost(layout, i));
       const wasOn = runTimeStatsOn();
       let costs: ContainerCost[];

@@ -58,6 +58,23 @@ export function cgroupId(dir: string): bigint {
   return statSync(dir, { bigint: true }).ino;
 }
 
+/**
+ * Whether cgroup `dir` has a process in it or in a cgroup below (cgroup.events `populated 1`).
+ * One whose events cannot be read counts as populated: nobody destroys a container on a guess.
+ */
+export function cgroupPopulated(dir: string): boolean {
+  try {
+    return /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** The processes in cgroup `dir` itself (not in cgroups below). */
+export function cgroupProcesses(dir: string): number[] {
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+}
+
 const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** Whether `dir` lies on a bpffs (one statfs(2), not a walk of the mount table). */

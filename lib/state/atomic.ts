@@ -32,13 +32,7 @@ export function processAlive(pid: number): boolean {
  * makes them, whose writer's pid no longer runs. A reused pid keeps its file: gc tries again later.
  */
 export function abandonedTempFiles(dir: string): { path: string; pid: number }[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.flatMap((n) => {
+  return listDir(dir).flatMap((n) => {
     const pid = tempWriter(n);
     return pid !== undefined && !processAlive(pid) ? [{ path: join(dir, n), pid }] : [];
   });
@@ -74,6 +68,15 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
   }
   closeSync(fd);
   publish(tmp, path);
+}
+
+/** The names in a directory of ours, or none when it is not there (not made yet) or unreadable. */
+export function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -47,6 +47,16 @@ export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
  * shared-objects.lock, never while holding either.
  */
 export const containersLockPath = (l: Layout) => join(l.runDir, 'containers.lock');
+/**
+ * Held (exclusive, under the containers lock held shared) while a hook creates or destroys
+ * container `id`: runc removes a container's state before it runs its poststop, so `runc run`
+ * can reuse the id while the old container's poststop still runs; this orders the two. The file
+ * exists while the lock is held or waited for (lib/state/lock.ts withTransientLock); gc removes
+ * one a hook killed while holding it left.
+ */
+export const containerLockPath = (l: Layout, id: string) => join(containerLocksDir(l), `${encodeId(id)}.lock`);
+/** What is left in it when no hook runs was left by a hook killed while holding a lock (gc removes it). */
+export const containerLocksDir = (l: Layout) => join(l.runDir, 'locks');
 /** Where allocations were kept before they had a file each (lib/state/ipam.ts moves them). */
 export const legacyIpamPath = (l: Layout) => join(l.runDir, 'ipam.json');
 /** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */

@@ -3,9 +3,10 @@
  * undo exactly that. It is rewritten atomically after every step (a journal), so a hook killed
  * at any instruction leaves a record that names everything it may have created.
  */
-import { readdirSync, rmSync } from 'node:fs';
-import { readJsonFile, writeFileAtomic } from './atomic';
-import { decodeId, Layout, recordDir, recordPath } from './paths';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { listDir, readJsonFile, writeFileAtomic } from './atomic';
+import { decodeId, Layout, recordDir, recordPath, validateContainerId } from './paths';
 
 /** Something to undo. `kind` selects the release function in lib/resources.ts. */
 export interface Resource {
@@ -28,6 +29,12 @@ export interface ContainerRecord {
   bundle: string;
   cgroup: string;
   cgroupId: string;
+  /**
+   * At createRuntime the container's process was alone in its cgroup, so the cgroup's processes
+   * are the container's: it has stopped when none is left. Not so where a runtime shares the
+   * caller's cgroup (podman --cgroups=disabled); absent in records of earlier versions.
+   */
+  ownCgroup?: boolean;
   netns: string | null;
   complete: boolean;
   plugins: PluginRecord[];
@@ -46,16 +53,45 @@ export function removeRecord(l: Layout, id: string): void {
   rmSync(recordPath(l, id), { force: true });
 }
 
-export function listRecords(l: Layout): ContainerRecord[] {
-  let names: string[];
-  try {
-    names = readdirSync(recordDir(l));
-  } catch {
-    return [];
+/**
+ * A file among the records that does not parse (taskwire writes whole files only, so it was
+ * damaged after): its container's state is unknown, so it is reported and never acted on.
+ */
+export interface DamagedRecord {
+  id: string;
+  path: string;
+  error: string;
+}
+
+/**
+ * Whether what a record file holds has the fields every reader relies on. Not a schema check
+ * with ajv: the file is taskwire's own, written whole; this only tells one damaged after from one
+ * that is not.
+ */
+function recordShaped(r: unknown, id: string): r is ContainerRecord {
+  const o = r as Partial<ContainerRecord> | null;
+  return (
+    typeof o === 'object' && o !== null && o.id === id && typeof o.createdAt === 'string' && typeof o.cgroup === 'string' &&
+    typeof o.cgroupId === 'string' && Array.isArray(o.plugins) && Array.isArray(o.resources)
+  );
+}
+
+/** Every record, oldest first; a file that is not one goes to `damaged` instead of throwing. */
+export function listRecords(l: Layout, damaged: DamagedRecord[] = []): ContainerRecord[] {
+  const records: ContainerRecord[] = [];
+  for (const n of listDir(recordDir(l))) {
+    if (!n.endsWith('.json') || n.startsWith('.')) continue;
+    const path = join(recordDir(l), n);
+    const id = decodeId(n.slice(0, -5));
+    try {
+      validateContainerId(id);
+      const r = readJsonFile<unknown>(path);
+      if (r === undefined) continue; // removed meanwhile
+      if (!recordShaped(r, id)) throw new Error(`not a taskwire record of container ${JSON.stringify(id)}`);
+      records.push(r);
+    } catch (err) {
+      damaged.push({ id, path, error: (err as Error).message });
+    }
   }
-  return names
-    .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
-    .map((n) => readRecord(l, decodeId(n.slice(0, -5))))
-    .filter((r): r is ContainerRecord => r !== undefined)
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { BpfMap } from '../../lib/bpf/map';
 import { Layout, sharedPluginPinDir } from '../../lib/state/paths';
 import { withFileLock } from '../../lib/state/lock';
-import { listRecords } from '../../lib/state/record';
+import { DamagedRecord, listRecords } from '../../lib/state/record';
 import { EPS_MAP } from './codec';
 
 export const sharedDir = (l: Layout) => sharedPluginPinDir(l, 'netns');
@@ -41,13 +41,18 @@ export function withSharedState<T>(l: Layout, fn: (epsFd: number) => T): T {
 /** The resource a container journals before it uses (and maybe creates) the shared pieces. */
 export const SHARED_KIND = 'netns-shared';
 
-/** Ids of live containers (other than `exceptId`) that use or are about to use the shared pieces. */
+/**
+ * Ids of live containers (other than `exceptId`) that use or are about to use the shared pieces.
+ * A damaged record counts as a user: what its container uses is unknown.
+ */
 export function netnsUsers(l: Layout, exceptId?: string): string[] {
   const { isAlive } = require('../../lib/inventory') as typeof import('../../lib/inventory');
-  return listRecords(l)
+  const damaged: DamagedRecord[] = [];
+  const users = listRecords(l, damaged)
     .filter((r) => r.id !== exceptId && (r.plugins.some((p) => p.name === 'netns') || r.resources.some((x) => x.kind === SHARED_KIND)))
     .filter(isAlive)
     .map((r) => r.id);
+  return [...users, ...damaged.map((d) => d.id).filter((id) => id !== exceptId)];
 }
 
 /**

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, NODE, onCleanup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
+import { cgroupPrograms, emptyCgroup, NODE, onCleanup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
 import { HOOK_BIN } from '../helpers/hook';
 import { cgroupWithProcess } from '../helpers/task';
 import { destroyContainer } from '../../lib/pipeline';
@@ -67,33 +67,45 @@ describePrivileged('the hook executable keeps the OCI hook contract', () => {
 
   const cfg = () => ['--config', host.configPath];
 
-  test('empty env, cwd /, stdin without a trailing newline and with unknown fields: createRuntime attaches, poststop undoes', () => {
+  /** A container of its own, for a test that runs poststop: stop() ends its processes as a runtime's delete does, keeping the cgroup to look at. */
+  async function container() {
+    const c = await cgroupWithProcess();
+    return { ...c, stop: () => emptyCgroup(c.cgroup) };
+  }
+
+  test('empty env, cwd /, stdin without a trailing newline and with unknown fields: createRuntime attaches, poststop undoes', async () => {
     const id = newId();
-    const stdin = state({ id, pid: proc.pid, annotations: { [ANN]: 'auto' }, root: '/run/crun', extra: { nested: [1, 2] } });
+    const c = await container();
+    const stdin = state({ id, pid: c.pid, annotations: { [ANN]: 'auto' }, root: '/run/crun', extra: { nested: [1, 2] } });
     expect(stdin.endsWith('\n')).toBe(false);
     const r = raw(['createRuntime', ...cfg()], stdin);
     expect(r).toMatchObject({ code: 0, stderr: '', stdout: '' });
-    expect(readRecord(layout, id)).toMatchObject({ complete: true, cgroup: proc.cgroup, pid: proc.pid });
+    expect(readRecord(layout, id)).toMatchObject({ complete: true, cgroup: c.cgroup, pid: c.pid });
+    await c.stop();
     expect(raw(['poststop', ...cfg()], state({ id, status: 'stopped', annotations: { [ANN]: 'auto' } }))).toMatchObject({ code: 0, stderr: '', stdout: '' });
     expectNothingFor(id);
-    expect(cgroupPrograms(proc.cgroup)).toEqual([]);
+    expect(cgroupPrograms(c.cgroup)).toEqual([]);
   });
 
-  test('the status field is irrelevant: "creating" (runc) and "created" (crun) give the same result', () => {
+  test('the status field is irrelevant: "creating" (runc) and "created" (crun) give the same result', async () => {
     for (const status of ['creating', 'created', 'anything']) {
       const id = newId();
-      const r = raw(['createRuntime', ...cfg()], state({ id, pid: proc.pid, status, annotations: { [ANN]: JSON.stringify({ ip6: 'auto' }) } }));
+      const c = await container();
+      const r = raw(['createRuntime', ...cfg()], state({ id, pid: c.pid, status, annotations: { [ANN]: JSON.stringify({ ip6: 'auto' }) } }));
       expect(r).toMatchObject({ code: 0, stderr: '' });
       expect(readRecord(layout, id)!.complete).toBe(true);
+      await c.stop();
       expect(raw(['poststop', ...cfg()], state({ id, status: 'stopped' })).code).toBe(0);
       expectNothingFor(id);
     }
   });
 
-  test('poststop with pid absent (runc, podman) and pid 0 (crun) cleans up; again and for unknown ids it is a silent no-op', () => {
+  test('poststop with pid absent (runc, podman) and pid 0 (crun) cleans up; again and for unknown ids it is a silent no-op', async () => {
     for (const pid of [undefined, 0]) {
       const id = newId();
-      expect(raw(['createRuntime', ...cfg()], state({ id, pid: proc.pid, annotations: { [ANN]: 'auto' } })).code).toBe(0);
+      const c = await container();
+      expect(raw(['createRuntime', ...cfg()], state({ id, pid: c.pid, annotations: { [ANN]: 'auto' } })).code).toBe(0);
+      await c.stop();
       for (let i = 0; i < 2; i++) {
         // Neither the state (no annotations) nor pid matters at poststop: the record drives it.
         expect(raw(['poststop', ...cfg()], state({ id, pid, status: 'stopped' }))).toMatchObject({ code: 0, stderr: '', stdout: '' });

@@ -95,7 +95,8 @@ describePrivileged(
       // The CLI as a user runs it (its text layout is the CLI tests' business; the data is ours).
       const ls = JSON.parse(cliOk(host.configPath, 'ls', '--json'));
       const mine = ls.find((c: { id: string }) => c.id === b.id);
-      expect(mine).toMatchObject({ alive: true, complete: true, cgroup: b.cgroup });
+      expect(mine).toMatchObject({ alive: true, state: 'running', complete: true, cgroup: b.cgroup });
+      expect(rec.ownCgroup).toBe(true); // runc's container has its cgroup to itself: poststop's guard applies
       expect(mine.plugins.map((p: { name: string }) => p.name)).toEqual(['ip-per-task']);
       expect(mine.plugins[0].summary).toMatchObject({ ip6, ip4 });
 

@@ -48,10 +48,14 @@ export function privateBpffs(): string {
   return mnt;
 }
 
-function killCgroup(dir: string): void {
-  if (!existsSync(dir)) return;
+function killProcesses(dir: string): void {
   if (existsSync(join(dir, 'cgroup.kill'))) writeFileSync(join(dir, 'cgroup.kill'), '1');
   else for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+}
+
+function killCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  killProcesses(dir);
   for (let i = 0; i < 100; i++) {
     try {
       rmdirSync(dir);
@@ -74,6 +78,33 @@ export function tempCgroup(name = uniq()): string {
 /** Removes a cgroup now (the way a runtime does when a container is deleted). */
 export function removeCgroup(dir: string): void {
   killCgroup(dir);
+}
+
+/**
+ * Kills the processes of a cgroup and waits until it is empty, keeping the cgroup: a container
+ * that has stopped, as poststop expects it (lib/pipeline.ts DestroyOptions.unlessRunning).
+ */
+export async function emptyCgroup(dir: string): Promise<void> {
+  killProcesses(dir);
+  await eventually(() => /^populated 0$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8')), `${dir} empty`);
+}
+
+/**
+ * Another process holding an flock on `path` (a hook in progress elsewhere), in a process group of
+ * its own so the sleep it runs goes with it. Resolves once it holds the lock, to its release.
+ */
+export async function holdLock(path: string, mode: 'shared' | 'exclusive'): Promise<() => void> {
+  const holder = spawn('flock', [mode === 'shared' ? '-s' : '-x', path, '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const release = () => {
+    try {
+      process.kill(-holder.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  onCleanup(release);
+  await new Promise((resolve) => holder.stdout!.once('data', resolve));
+  return release;
 }
 
 /** A process that sits in `cgroup` until killed; the container's "init". */

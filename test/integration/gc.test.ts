@@ -3,14 +3,15 @@
  * created under a dead container's id while gc runs. */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { cli as runCli, CLI_BIN } from '../helpers/cli';
 import { hook } from '../helpers/hook';
-import { cgroupPrograms, deviceAddresses, eventually, NODE, onCleanup, removeCgroup, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, deviceAddresses, emptyCgroup, eventually, holdLock, NODE, onCleanup, removeCgroup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { cgroupWithProcess, startTask } from '../helpers/task';
-import { containerPinDir, containersLockPath, recordPath } from '../../lib/state/paths';
+import { containerLockPath, containerPinDir, containersLockPath, recordPath } from '../../lib/state/paths';
 import { readRecord } from '../../lib/state/record';
+import { netnsUsers } from '../../plugins/netns/shared';
 import { ipamEntries, reserveAddress } from '../../lib/state/ipam';
 
 const cli = (host: TestHost, ...args: string[]) => runCli(host.configPath, ...args);
@@ -53,6 +54,34 @@ describePrivileged('taskwire gc', () => {
     expect(ls.map((c: { id: string; alive: boolean }) => [c.id, c.alive])).toEqual([[live.id, true]]);
   });
 
+  test('a damaged record is reported by ls and gc, and its container and what it holds are left alone', async () => {
+    const layout = host.layout;
+    const t = await startTask(host, { 'io.taskwire.ip-per-task': 'auto' }, 'tw.damaged');
+    const ip6 = t.summary<{ ip6: string }>('ip-per-task').ip6;
+    writeFileSync(recordPath(layout, t.id), '{"version":1,"id":'); // damaged by hand or by the disk
+    expect(netnsUsers(layout)).toContain(t.id); // what it uses is unknown: the netns plugin's host-wide pins stay
+    onCleanup(() => writeFileSync(recordPath(layout, t.id), JSON.stringify(t.record))); // should the test stop early: the task's cleanup reads it
+
+    const ls = cli(host, 'ls', '--json');
+    expect(ls.status).toBe(0);
+    expect(ls.stderr).toMatch(new RegExp(`^taskwire ls: \\S+: damaged record \\(.*\\); its container is not listed\n$`));
+    expect(JSON.parse(ls.stdout).map((c: { id: string }) => c.id)).not.toContain(t.id);
+
+    for (const args of [['gc', '--dry-run', '--json'], ['gc', '--json']]) {
+      const r = cli(host, ...args);
+      expect(r.status).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(out.failed).toContainEqual({ id: `_damaged/${t.id}`, error: expect.stringMatching(/is damaged .*; left alone: repair or remove it by hand$/) });
+      expect(out.removed.map((i: { id: string }) => i.id)).not.toContain(t.id);
+    }
+    expect(cli(host, 'gc').stderr).toMatch(new RegExp(`^taskwire gc: _damaged/${t.id.replace(/\./g, '\\.')}: record `, 'm'));
+    expect(existsSync(containerPinDir(layout, t.id))).toBe(true);
+    expect(cgroupPrograms(t.cgroup)).toHaveLength(9);
+    expect(deviceAddresses()).toContain(ip6);
+    writeFileSync(recordPath(layout, t.id), JSON.stringify(t.record)); // repaired: gc has nothing to report
+    expect(JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout).failed).toEqual([]);
+  });
+
   test("removes files half written by a writer that died, keeps a running writer's", () => {
     // A pid that ran and is gone: a hook killed between its write and its rename.
     const gone = spawnSync('true').pid!;
@@ -73,24 +102,36 @@ describePrivileged('taskwire gc', () => {
     expect(existsSync(running)).toBe(true);
   });
 
+  test('takes a container whose own cgroup is still there but empty (deleted without poststop, or a cgroup the runtime failed to remove)', async () => {
+    const t = await startTask(host, { 'io.taskwire.ip-per-task': 'auto' }, 'tw.empty');
+    await emptyCgroup(t.cgroup);
+    const item = { id: t.id, why: `cgroup ${t.cgroup} has no process left` };
+    expect(JSON.parse(cli(host, 'ls', '--json').stdout).find((c: { id: string }) => c.id === t.id)).toMatchObject({ alive: false, state: 'stopped' });
+    expect(JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout).removed).toContainEqual(item);
+    expect(JSON.parse(cli(host, 'gc', '--json').stdout).removed).toContainEqual(item);
+    expect(readRecord(host.layout, t.id)).toBeUndefined();
+    expect(deviceAddresses()).not.toContain(t.summary<{ ip6: string }>('ip-per-task').ip6);
+    await eventually(() => cgroupPrograms(t.cgroup).length === 0, 'links detached');
+  });
+
+  test("removes the id lock a hook killed while holding it left behind", () => {
+    const lock = containerLockPath(host.layout, 'tw.killed-holder');
+    mkdirSync(dirname(lock), { recursive: true });
+    writeFileSync(lock, '');
+    const item = { id: `_locks/${basename(lock)}`, why: 'id lock file: left by a hook killed while holding it, or in use until gc holds the containers lock' };
+    expect(JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout).removed).toContainEqual(item);
+    expect(existsSync(lock)).toBe(true);
+    expect(JSON.parse(cli(host, 'gc', '--json').stdout).removed).toContainEqual(item);
+    expect(existsSync(lock)).toBe(false);
+  });
+
   test('waits for hooks in progress, and keeps a container created under an id it found dead', async () => {
     const ipt = { 'io.taskwire.ip-per-task': 'auto' };
     const dead = await startTask(host, ipt, 'tw.reuse');
     removeCgroup(dead.cgroup); // runc run foo ... its cgroup gone, no poststop
     const lock = containersLockPath(host.layout);
 
-    // A hook in progress elsewhere holds the containers lock shared.
-    // Its own process group: the sleep it runs goes with it.
-    const holder = spawn('flock', ['-s', lock, '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
-    const release = () => {
-      try {
-        process.kill(-holder.pid!, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    };
-    onCleanup(release);
-    await new Promise((resolve) => holder.stdout!.once('data', resolve));
+    const release = await holdLock(lock, 'shared'); // a hook in progress elsewhere
 
     const gc = spawn(NODE, [CLI_BIN, '--config', host.configPath, 'gc', '--json'], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
     onCleanup(() => gc.kill('SIGKILL'));

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { onCleanup, cgroupPrograms, deviceAddresses, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
+import { onCleanup, cgroupPrograms, deviceAddresses, emptyCgroup, eventually, removeCgroup, runCleanups, testHost, TestHost, uniq } from '../helpers/kernel';
 import { hook, hookBinary, hookBinaryAsync } from '../helpers/hook';
 import { cgroupWithProcess, startTask } from '../helpers/task';
 import { destroyContainer } from '../../lib/pipeline';
@@ -74,7 +74,9 @@ describePrivileged('ip-per-task on the real kernel', () => {
     expect(Object.values(ipamEntries(own.layout)).filter((e) => e.owner === id)).toEqual([]);
     chmodSync(root, 0o700);
     expect((await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': 'auto' } }, own.configPath)).code).toBe(0);
+    await emptyCgroup(cgroup);
     expect((await hook('poststop', { id }, own.configPath)).code).toBe(0);
+    expect(readRecord(own.layout, id)).toBeUndefined();
   });
 
   test('the object is verified once per host: later containers link the same programs; a sub-cgroup keeps its container address; gc unloads unused sets', async () => {
@@ -187,6 +189,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const layout = host.layout;
     expect(cgroupPrograms(t.cgroup)).toHaveLength(9);
     expect(deviceAddresses()).toContain(t.ip6);
+    await emptyCgroup(t.cgroup); // the container has stopped; its cgroup stays for the check below
     expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
     expect(hookBinary('poststop', { id: t.id }, host.configPath)).toEqual({ code: 0, stderr: '' });
     expect(existsSync(containerPinDir(layout, t.id))).toBe(false);
@@ -239,6 +242,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const layout = host.layout;
     const addrs = tasks.map((t) => (readRecord(layout, t.id)!.plugins[0].summary as { ip6: string }).ip6);
     expect(new Set(addrs).size).toBe(20);
+    for (const t of tasks) removeCgroup(t.cgroup);
     for (const t of tasks) expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
     const left = readdirSync(join(host.bpffs, 'taskwire'));
     for (const t of tasks) expect(left).not.toContain(t.id.replace(/\./g, '%2E'));

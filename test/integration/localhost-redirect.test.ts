@@ -5,7 +5,7 @@
 import { cliOk } from '../helpers/cli';
 import { existsSync } from 'node:fs';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, emptyCgroup, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { hook } from '../helpers/hook';
 import { startTask } from '../helpers/task';
 import { actor, once } from '../helpers/net';
@@ -198,6 +198,7 @@ describePrivileged('localhost-redirect on the real kernel', () => {
       ['tw_lr_connect4', 'tw_lr_connect6', 'tw_lr_peer4', 'tw_lr_peer6', 'tw_lr_recvmsg4', 'tw_lr_recvmsg6', 'tw_lr_sendmsg4', 'tw_lr_sendmsg6'],
     );
     expect(progs.filter((p) => p.startsWith('tw_ipt_'))).toHaveLength(9);
+    await emptyCgroup(a.cgroup);
     expect((await hook('poststop', { id: a.id }, host.configPath)).code).toBe(0);
     expect(existsSync(containerPinDir(host.layout, a.id))).toBe(false);
     await eventually(() => cgroupPrograms(a.cgroup).length === 0, 'links detached');

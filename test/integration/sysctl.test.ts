@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, eventually, NODE, runCleanups, tempDir, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, emptyCgroup, eventually, NODE, runCleanups, tempDir, testHost, TestHost } from '../helpers/kernel';
 import { hook, hookBinary } from '../helpers/hook';
 import { cgroupWithProcess, startTask, Task } from '../helpers/task';
 import { containerPinDir } from '../../lib/state/paths';
@@ -180,6 +180,7 @@ describePrivileged('sysctl control on the real kernel', () => {
   test('poststop removes everything; the cgroup is then unrestricted', async () => {
     const t: Task = await startTask(open, { 'io.taskwire.sysctl': 'deny' }, 'tw.sc');
     expect(inCgroup(t.cgroup, [read('kernel.ostype')])).toEqual([EPERM]);
+    await emptyCgroup(t.cgroup);
     expect((await hook('poststop', { id: t.id }, open.configPath)).code).toBe(0);
     expect(hookBinary('poststop', { id: t.id }, open.configPath)).toEqual({ code: 0, stderr: '' });
     const layout = open.layout;

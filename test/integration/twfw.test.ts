@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, emptyCgroup, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { hook } from '../helpers/hook';
 import { startTask, Task } from '../helpers/task';
 import { actor, once } from '../helpers/net';
@@ -287,6 +287,7 @@ describePrivileged('twfw on the real kernel', () => {
   test('poststop removes pins, state and links; twice is fine', async () => {
     const t = await fw({ defaults: { ingress: 'drop' } });
     expect(existsSync(statePath(layout, t.id))).toBe(true);
+    await emptyCgroup(t.cgroup);
     expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
     expect((await hook('poststop', { id: t.id }, host.configPath)).code).toBe(0);
     expect(existsSync(containerPinDir(layout, t.id))).toBe(false);
