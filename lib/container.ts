@@ -1,7 +1,7 @@
 /* A container as the hooks see it: validated id plus where its cgroup and netns are. */
 import { readlinkSync, statSync } from 'node:fs';
 import { TaskwireError } from './errors';
-import { cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses } from './host/discovery';
+import { cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses, processStart } from './host/discovery';
 import { validateContainerId } from './state/paths';
 import type { OciState } from './oci';
 import type { ContainerRecord } from './state/record';
@@ -15,6 +15,8 @@ export interface Container {
   cgroupId: bigint;
   /** The container's process is alone in its cgroup (see ContainerRecord.ownCgroup). */
   ownCgroup: boolean;
+  /** When the container's process started (see ContainerRecord.pidStart). */
+  pidStart: string;
   /** /proc/PID/ns/net and its identity (net:[inode]), to tell host netns from a private one. */
   netnsPath: string;
   netnsId: string;
@@ -25,7 +27,6 @@ export function resolveContainer(state: OciState): Container {
   if (!state.pid) throw new TaskwireError('STATE', `container ${id}: the runtime gave no pid; taskwire needs it at createRuntime/prestart`);
   const cgroupDir = cgroupOfPid(state.pid);
   const netnsPath = `/proc/${state.pid}/ns/net`;
-  const procs = cgroupProcesses(cgroupDir);
   return {
     id,
     pid: state.pid,
@@ -33,10 +34,37 @@ export function resolveContainer(state: OciState): Container {
     annotations: state.annotations ?? {},
     cgroupDir,
     cgroupId: cgroupId(cgroupDir),
-    ownCgroup: procs.length === 1 && procs[0] === state.pid,
+    ownCgroup: aloneIn(cgroupDir, state.pid),
+    pidStart: processStart(state.pid) ?? '',
     netnsPath,
     netnsId: readlinkSync(netnsPath),
   };
+}
+
+/** Whether `pid` is the only process in cgroup `dir` (one the kernel may list twice, or a cgroup that cannot be read: not alone). */
+function aloneIn(dir: string, pid: number): boolean {
+  try {
+    const procs = new Set(cgroupProcesses(dir));
+    return procs.size === 1 && procs.has(pid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the container a record describes is the one running now: its process (the pid and
+ * start time recorded at createRuntime) is alive in the record's cgroup or below. Not merely
+ * "its cgroup has processes": those may be leftovers a runtime failed to kill, or another
+ * container's given the same cgroup. Records of earlier versions (no start time) never are.
+ */
+export function recordedProcessRuns(rec: ContainerRecord): boolean {
+  if (!rec.pidStart || !rec.pid || processStart(rec.pid) !== rec.pidStart) return false;
+  try {
+    const now = cgroupOfPid(rec.pid);
+    return now === rec.cgroup || now.startsWith(`${rec.cgroup}/`);
+  } catch {
+    return false; // gone since
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
  * one line and tests can drive every stage in-process.
  *
  *   createRuntime | prestart   attach; any failure → everything undone, one line on stderr, exit 1
- *   poststop                   undo, unless the recorded container still has processes (a newer
+ *   poststop                   undo, unless the recorded container's process still runs (a newer
  *                              container under a reused id); exit 0 even when something could not
  *                              be undone (gc's job)
  *

@@ -82,7 +82,7 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const records = listRecords(layout, damaged);
   // A damaged record's container may be alive: its pins and addresses are not orphans.
   const known = new Set([...records, ...damaged].map((r) => r.id));
-  for (const d of damaged) items.push({ id: `${DAMAGED_ITEM}${d.id}`, why: `record ${d.path} is damaged (${d.error}); left alone: repair or remove it by hand` });
+  for (const d of damaged) items.push({ id: `${DAMAGED_ITEM}${d.id}`, why: `record ${d.path} is damaged (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
   // A record whose cgroup lies outside the cgroup2 mount this process sees was written where the
   // mounts differ (another mount namespace): gone from here is not gone.
   const { cgroup2Mount } = require('./host/discovery') as typeof import('./host/discovery');
@@ -162,7 +162,13 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
 function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
   if (item.id.startsWith(SHARED_OBJECT_ITEM))
     // Under the set lock, with the records read again there: a hook may have linked it since.
-    return unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => !liveSharedObjects(listRecords(layout)).has(dir)) ? [] : null;
+    return unloadShared(layout, item.id.slice(SHARED_OBJECT_ITEM.length), (dir) => {
+      const damaged: DamagedRecord[] = [];
+      const records = listRecords(layout, damaged);
+      return damaged.length === 0 && !liveSharedObjects(records).has(dir);
+    })
+      ? []
+      : null;
   if (item.id === NETNS_SHARED_ITEM) return releaseAll([{ kind: 'netns-shared' }], { layout, log });
   // The decision is taken again, and carried out, with no hook creating or destroying a
   // container meanwhile (lib/state/paths.ts, containersLockPath): the candidates are a
@@ -170,7 +176,9 @@ function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
   return withFileLock(containersLockPath(layout), () => {
     if (item.id.startsWith(LOCK_ITEM)) {
       // Hooks take an id lock only holding this one shared: nobody holds or waits for it now.
-      rmSync(join(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length)), { force: true });
+      const path = join(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length));
+      if (!existsSync(path)) return null; // its holder was done, and unlinked it
+      rmSync(path, { force: true });
       return [];
     }
     if (item.id.startsWith(TEMP_ITEM)) {

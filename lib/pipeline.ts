@@ -91,11 +91,8 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
   const { container: c } = o;
   const stale = readRecord(layout, c.id);
   // Two runtimes (or two runc --root) may each run a container of this id on one host.
-  if (stale?.ownCgroup && stale.cgroupId !== c.cgroupId.toString()) {
-    const { recordedState } = require('./container') as typeof import('./container');
-    if (recordedState(stale) === 'running')
-      throw new TaskwireError('STATE', `container id ${c.id} is taken by a running container (cgroup ${stale.cgroup}, since ${stale.createdAt})`);
-  }
+  if (stale && stale.cgroupId !== c.cgroupId.toString() && stillRuns(stale))
+    throw new TaskwireError('STATE', `the id is taken: a running container has it (process ${stale.pid} in cgroup ${stale.cgroup}, since ${stale.createdAt}); delete that one first`);
   if (stale) {
     o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');
     // What could not be undone stays in that record for gc; a new record would hide it.
@@ -113,6 +110,7 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
     cgroup: c.cgroupDir,
     cgroupId: c.cgroupId.toString(),
     ownCgroup: c.ownCgroup,
+    pidStart: c.pidStart,
     netns: c.netnsId,
     complete: false,
     plugins: [],
@@ -231,10 +229,10 @@ export interface DestroyResult {
 
 export interface DestroyOptions {
   /**
-   * poststop's rule: a runtime runs poststop once the container is deleted, its processes gone.
-   * A record of a container still running in a cgroup of its own is a newer container's under
-   * the same id (runc removes a container's state before its poststop, so `runc run` may reuse
-   * the id meanwhile): it is left alone. gc takes it once its cgroup is empty or gone.
+   * poststop's rule: a runtime runs poststop once the container is deleted, its process gone. A
+   * record whose container process still runs is a newer container's under the same id (runc
+   * removes a container's state before its poststop, so `runc run` may reuse the id meanwhile):
+   * it is left alone, for that container's own poststop.
    */
   unlessRunning?: boolean;
 }
@@ -250,12 +248,9 @@ export function destroyContainer(layout: Layout, id: string, log: Logger, opts: 
  */
 export function destroyHeld(layout: Layout, id: string, log: Logger, opts: DestroyOptions = {}): DestroyResult {
   const rec = readRecord(layout, id);
-  if (rec?.ownCgroup && opts.unlessRunning) {
-    const { recordedState } = require('./container') as typeof import('./container');
-    if (recordedState(rec) === 'running') {
-      log.warn({ cgroup: rec.cgroup, createdAt: rec.createdAt }, 'the container recorded under this id still has processes in its cgroup: a newer container under a reused id; left alone');
-      return { found: true, running: true, errors: [] };
-    }
+  if (rec && opts.unlessRunning && stillRuns(rec)) {
+    log.warn({ pid: rec.pid, cgroup: rec.cgroup, createdAt: rec.createdAt }, 'the container recorded under this id still runs: a newer container under a reused id; left alone');
+    return { found: true, running: true, errors: [] };
   }
   const pinDir: Resource = { kind: 'pin-dir', path: containerPinDir(layout, id) };
   const errors = releaseAll([pinDir, ...(rec?.resources ?? [])], { layout, log });
@@ -264,6 +259,12 @@ export function destroyHeld(layout: Layout, id: string, log: Logger, opts: Destr
   if (!rec?.complete) errors.push(...releaseUnjournaled(layout, id, log));
   if (errors.length === 0) removeRecord(layout, id);
   return { found: rec !== undefined, errors };
+}
+
+/** lib/container.ts recordedProcessRuns, loaded only when there is a record to ask about. */
+function stillRuns(rec: ContainerRecord): boolean {
+  const { recordedProcessRuns } = require('./container') as typeof import('./container');
+  return recordedProcessRuns(rec);
 }
 
 /**

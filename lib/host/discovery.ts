@@ -70,6 +70,24 @@ export function cgroupPopulated(dir: string): boolean {
   }
 }
 
+/**
+ * When process `pid` started (clock ticks after boot, /proc/PID/stat field 22): with the pid it
+ * names one process for good, across pid reuse. Undefined when there is no such process, or only
+ * its zombie.
+ */
+export function processStart(pid: number): string | undefined {
+  const path = `/proc/${pid}/stat`;
+  if (!existsSync(path)) return undefined; // a stat costs less than a thrown ENOENT
+  let stat: string;
+  try {
+    stat = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3, the state; comm may hold ') '
+  return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
+}
+
 /** The processes in cgroup `dir` itself (not in cgroups below). */
 export function cgroupProcesses(dir: string): number[] {
   return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);

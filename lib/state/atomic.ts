@@ -70,12 +70,16 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
   publish(tmp, path);
 }
 
-/** The names in a directory of ours, or none when it is not there (not made yet) or unreadable. */
+/**
+ * The names in a directory of ours, or none when it is not there (not made yet). Any other
+ * error is thrown: an unreadable list of records must not read as "no records" to gc.
+ */
 export function listDir(dir: string): string[] {
   try {
     return readdirSync(dir);
-  } catch {
-    return [];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 

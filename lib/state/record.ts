@@ -6,6 +6,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { listDir, readJsonFile, writeFileAtomic } from './atomic';
+import { TaskwireError } from '../errors';
 import { decodeId, Layout, recordDir, recordPath, validateContainerId } from './paths';
 
 /** Something to undo. `kind` selects the release function in lib/resources.ts. */
@@ -35,6 +36,8 @@ export interface ContainerRecord {
    * caller's cgroup (podman --cgroups=disabled); absent in records of earlier versions.
    */
   ownCgroup?: boolean;
+  /** When `pid` started (/proc/PID/stat field 22): the pair names the container's process for good. */
+  pidStart?: string;
   netns: string | null;
   complete: boolean;
   plugins: PluginRecord[];
@@ -45,8 +48,28 @@ export function writeRecord(l: Layout, rec: ContainerRecord): void {
   writeFileAtomic(recordPath(l, rec.id), JSON.stringify(rec, null, 1));
 }
 
+/** A record file that cannot be read or is not a record: its container's state is unknown. */
+export class DamagedRecordError extends TaskwireError {
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+  ) {
+    super('STATE', `record ${path} is damaged (${detail}): what its container holds is left alone; see taskwire gc`);
+  }
+}
+
+/** The record of `id`, or undefined when there is none; DamagedRecordError when the file is not one. */
 export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
-  return readJsonFile<ContainerRecord>(recordPath(l, id));
+  const path = recordPath(l, id);
+  let r: unknown;
+  try {
+    r = readJsonFile<unknown>(path);
+  } catch (err) {
+    throw new DamagedRecordError(path, (err as Error).message);
+  }
+  if (r === undefined) return undefined;
+  if (!recordShaped(r, id)) throw new DamagedRecordError(path, `not a taskwire record of container ${JSON.stringify(id)}`);
+  return r;
 }
 
 export function removeRecord(l: Layout, id: string): void {
@@ -81,16 +104,13 @@ export function listRecords(l: Layout, damaged: DamagedRecord[] = []): Container
   const records: ContainerRecord[] = [];
   for (const n of listDir(recordDir(l))) {
     if (!n.endsWith('.json') || n.startsWith('.')) continue;
-    const path = join(recordDir(l), n);
     const id = decodeId(n.slice(0, -5));
     try {
-      validateContainerId(id);
-      const r = readJsonFile<unknown>(path);
-      if (r === undefined) continue; // removed meanwhile
-      if (!recordShaped(r, id)) throw new Error(`not a taskwire record of container ${JSON.stringify(id)}`);
-      records.push(r);
+      validateContainerId(id); // a name no id of ours encodes to
+      const r = readRecord(l, id);
+      if (r) records.push(r); // else removed meanwhile
     } catch (err) {
-      damaged.push({ id, path, error: (err as Error).message });
+      damaged.push({ id, path: join(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : (err as Error).message });
     }
   }
   return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt));

@@ -71,7 +71,7 @@ describePrivileged('taskwire gc', () => {
       const r = cli(host, ...args);
       expect(r.status).toBe(1);
       const out = JSON.parse(r.stdout);
-      expect(out.failed).toContainEqual({ id: `_damaged/${t.id}`, error: expect.stringMatching(/is damaged .*; left alone: repair or remove it by hand$/) });
+      expect(out.failed).toContainEqual({ id: `_damaged/${t.id}`, error: expect.stringMatching(/is damaged .*; left alone: repair it \(once it is removed, gc takes whatever is under this id\)$/) });
       expect(out.removed.map((i: { id: string }) => i.id)).not.toContain(t.id);
     }
     expect(cli(host, 'gc').stderr).toMatch(new RegExp(`^taskwire gc: _damaged/${t.id.replace(/\./g, '\\.')}: record `, 'm'));

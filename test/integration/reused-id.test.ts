@@ -1,7 +1,7 @@
 /* A container id reused while the old container's poststop has yet to run: runc removes a
  * container's state before its poststop hooks, so `runc run foo` may start a new foo meanwhile.
  * Hooks for one id take its lock in turn (lib/state/paths.ts containerLockPath), and poststop
- * leaves alone a record whose cgroup still has processes (lib/pipeline.ts unlessRunning). */
+ * leaves alone a record whose container process still runs (lib/pipeline.ts unlessRunning). */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { describePrivileged } from '../helpers/privileged';
 import { cgroupPrograms, deviceAddresses, emptyCgroup, eventually, holdLock, onCleanup, removeCgroup, runCleanups, sleeperIn, testHost, TestHost, uniq, waitInCgroup } from '../helpers/kernel';
@@ -38,7 +38,7 @@ describePrivileged('a container id reused before the old container is cleaned up
     expect(readRecord(host.layout, old.id)).toEqual(reborn);
     expect(cgroupPrograms(again.cgroup)).toHaveLength(9);
     expect(deviceAddresses()).toContain(ip6Of(old.id));
-    expect(readFileSync(host.logFile, 'utf8')).toMatch(/still has processes in its cgroup: a newer container under a reused id; left alone/);
+    expect(readFileSync(host.logFile, 'utf8')).toMatch(/the container recorded under this id still runs: a newer container under a reused id; left alone/);
 
     // The new container's own poststop, once it has stopped, undoes it.
     const ip = ip6Of(old.id);
@@ -77,7 +77,7 @@ describePrivileged('a container id reused before the old container is cleaned up
     const r = hookBinary('createRuntime', { id: a.id, pid: b.pid, annotations: ipt }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(new RegExp(`^taskwire: ${a.id.replace(/\./g, '\\.')}: container id ${a.id.replace(/\./g, '\\.')} is taken by a running container \\(cgroup ${a.cgroup}, since `));
+    expect(r.stderr).toMatch(new RegExp(`^taskwire: ${a.id.replace(/\./g, '\\.')}: the id is taken: a running container has it \\(process ${a.pid} in cgroup ${a.cgroup}, since [^)]+\\); delete that one first\n$`));
     expect(readRecord(host.layout, a.id)).toEqual(a.record);
     expect(cgroupPrograms(a.cgroup)).toHaveLength(9);
     expect(cgroupPrograms(b.cgroup)).toEqual([]);
@@ -93,6 +93,18 @@ describePrivileged('a container id reused before the old container is cleaned up
     expect(hookBinary('createRuntime', { id: a.id, pid: c.pid, annotations: ipt }, host.configPath)).toEqual({ code: 0, stderr: '' });
     expect(readRecord(host.layout, a.id)!.cgroup).toBe(c.cgroup);
     expect(cgroupPrograms(c.cgroup)).toHaveLength(9);
+  });
+
+  test("processes left in a container's cgroup after its own process is gone do not stop its poststop", async () => {
+    const t = await startTask(host, ipt, 'tw.leftover');
+    expect(t.record.ownCgroup).toBe(true);
+    const leftover = sleeperIn(t.cgroup); // one the runtime failed to kill, or another container's given the same cgroup
+    await waitInCgroup(t.cgroup, leftover.pid!);
+    process.kill(t.pid, 'SIGKILL');
+    await eventually(() => !existsSync(`/proc/${t.pid}`), 'container process gone');
+    expect(hookBinary('poststop', { id: t.id, status: 'stopped' }, host.configPath)).toEqual({ code: 0, stderr: '' });
+    expect(readRecord(host.layout, t.id)).toBeUndefined();
+    await eventually(() => cgroupPrograms(t.cgroup).length === 0, 'links detached');
   });
 
   test('a container that shares its cgroup with other processes (podman --cgroups=disabled) is undone by its poststop while they run', async () => {
