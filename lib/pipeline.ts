@@ -263,6 +263,7 @@ export function destroyHeld(layout: Layout, id: string, log: Logger, opts: Destr
 
 /** lib/container.ts recordedProcessRuns, loaded only when there is a record to ask about. */
 function stillRuns(rec: ContainerRecord): boolean {
+  if (!rec.pid || !existsSync(`/proc/${rec.pid}`)) return false; // the usual poststop: nothing more to load
   const { recordedProcessRuns } = require('./container') as typeof import('./container');
   return recordedProcessRuns(rec);
 }
