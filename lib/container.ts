@@ -1,7 +1,7 @@
 /* A container as the hooks see it: validated id plus where its cgroup and netns are. */
 import { readlinkSync, statSync } from 'node:fs';
 import { TaskwireError } from './errors';
-import { cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses, processStart } from './host/discovery';
+import { cgroup2Mount, cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses, processStart } from './host/discovery';
 import { validateContainerId } from './state/paths';
 import type { OciState } from './oci';
 import type { ContainerRecord } from './state/record';
@@ -67,14 +67,24 @@ export function recordedProcessRuns(rec: ContainerRecord): boolean {
   }
 }
 
+function underCgroup2(dir: string): boolean {
+  try {
+    return dir.startsWith(`${cgroup2Mount()}/`);
+  } catch {
+    return false; // no cgroup2 mount seen here
+  }
+}
+
 /**
  * What became of the container a record describes. 'gone': its cgroup is not there, or is
  * another cgroup now. 'stopped': its cgroup, which it had to itself, has no process left (a
  * runtime has yet to delete it, or failed to remove the cgroup). Otherwise 'running', also when
- * the cgroup cannot be looked at (EACCES, a cgroup2 mount this mount namespace sees otherwise):
- * gc must never destroy a container on a guess.
+ * the cgroup cannot be looked at (EACCES), or lies outside the cgroup2 mount this process sees
+ * (the record was written in another mount namespace: gone from here is not gone): gc, and the
+ * netns plugin's count of users, must never take a container's state on a guess.
  */
 export function recordedState(rec: ContainerRecord): 'running' | 'stopped' | 'gone' {
+  if (!underCgroup2(rec.cgroup)) return 'running';
   let ino: bigint | undefined;
   try {
     ino = statSync(rec.cgroup, { bigint: true, throwIfNoEntry: false })?.ino;

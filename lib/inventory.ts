@@ -83,12 +83,8 @@ export function gcCandidates(layout: Layout): GcItem[] {
   // A damaged record's container may be alive: its pins and addresses are not orphans.
   const known = new Set([...records, ...damaged].map((r) => r.id));
   for (const d of damaged) items.push({ id: `${DAMAGED_ITEM}${d.id}`, why: `record ${d.path} is damaged (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
-  // A record whose cgroup lies outside the cgroup2 mount this process sees was written where the
-  // mounts differ (another mount namespace): gone from here is not gone.
-  const { cgroup2Mount } = require('./host/discovery') as typeof import('./host/discovery');
-  const root = cgroup2Mount();
   for (const r of records) {
-    const state = r.cgroup.startsWith(`${root}/`) ? recordedState(r) : 'running';
+    const state = recordedState(r);
     if (state !== 'running') items.push({ id: r.id, why: state === 'gone' ? `cgroup ${r.cgroup} is gone` : `cgroup ${r.cgroup} has no process left` });
   }
   for (const enc of dirs) {

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { runCleanups, tempDir } from '../helpers/kernel';
 import { ContainerRecord, DamagedRecord, listRecords, writeRecord } from '../../lib/state/record';
 import { recordDir } from '../../lib/state/paths';
+import { recordedState } from '../../lib/container';
+import { cgroup2Mount } from '../../lib/host/discovery';
 
 afterAll(runCleanups);
 
@@ -45,4 +47,10 @@ test('files that are not records are reported as damaged, by file; the records a
   expect(damaged.find((d) => d.path.endsWith('/empty.json'))!.error).toBe('not a taskwire record of container "empty"');
   expect(damaged.find((d) => d.path.endsWith('/a%2Fb.json'))!.error).toMatch(/container id "a\/b" is not valid/);
   expect(() => listRecords(layout)).not.toThrow();
+});
+
+test("a record's container counts as running when its cgroup cannot be judged from here, gone when its cgroup is not there", () => {
+  // Written in another mount namespace: gone from here is not gone (gc and the netns plugin's count of users rely on this).
+  expect(recordedState({ ...record('elsewhere'), cgroup: '/not/the/cgroup2/mount/x' })).toBe('running');
+  expect(recordedState({ ...record('gone'), cgroup: join(cgroup2Mount(), `tw-no-such-${process.pid}`) })).toBe('gone');
 });
