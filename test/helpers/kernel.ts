@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
-import { cgroup2Mount } from '../../lib/host/discovery';
+import { cgroup2Mount, cgroupPopulated } from '../../lib/host/discovery';
 import type { Layout } from '../../lib/state/paths';
 
 export const ROOT = join(__dirname, '..', '..');
@@ -86,7 +86,7 @@ export function removeCgroup(dir: string): void {
  */
 export async function emptyCgroup(dir: string): Promise<void> {
   killProcesses(dir);
-  await eventually(() => /^populated 0$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8')), `${dir} empty`);
+  await eventually(() => !cgroupPopulated(dir), `${dir} empty`);
 }
 
 /**
