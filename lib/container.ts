@@ -1,7 +1,7 @@
 /* A container as the hooks see it: validated id plus where its cgroup and netns are. */
 import { readlinkSync, statSync } from 'node:fs';
 import { TaskwireError } from './errors';
-import { cgroup2Mount, cgroupId, cgroupOfPid, cgroupPopulated, cgroupProcesses, processStart } from './host/discovery';
+import { cgroup2Mount, cgroupId, cgroupOfPid, cgroupPopulated, processStart } from './host/discovery';
 import { validateContainerId } from './state/paths';
 import type { OciState } from './oci';
 import type { ContainerRecord } from './state/record';
@@ -13,8 +13,6 @@ export interface Container {
   annotations: Record<string, string>;
   cgroupDir: string;
   cgroupId: bigint;
-  /** The container's process is alone in its cgroup (see ContainerRecord.ownCgroup). */
-  ownCgroup: boolean;
   /** When the container's process started (see ContainerRecord.pidStart). */
   pidStart: string;
   /** /proc/PID/ns/net and its identity (net:[inode]), to tell host netns from a private one. */
@@ -34,21 +32,10 @@ export function resolveContainer(state: OciState): Container {
     annotations: state.annotations ?? {},
     cgroupDir,
     cgroupId: cgroupId(cgroupDir),
-    ownCgroup: aloneIn(cgroupDir, state.pid),
     pidStart: processStart(state.pid) ?? '',
     netnsPath,
     netnsId: readlinkSync(netnsPath),
   };
-}
-
-/** Whether `pid` is the only process in cgroup `dir` (one the kernel may list twice, or a cgroup that cannot be read: not alone). */
-function aloneIn(dir: string, pid: number): boolean {
-  try {
-    const procs = new Set(cgroupProcesses(dir));
-    return procs.size === 1 && procs.has(pid);
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -77,8 +64,9 @@ function underCgroup2(dir: string): boolean {
 
 /**
  * What became of the container a record describes. 'gone': its cgroup is not there, or is
- * another cgroup now. 'stopped': its cgroup, which it had to itself, has no process left (a
- * runtime has yet to delete it, or failed to remove the cgroup). Otherwise 'running', also when
+ * another cgroup now. 'stopped': its cgroup has no process left, in it or below, so neither has
+ * the container (a runtime has yet to delete it, or failed to remove the cgroup; a cgroup shared
+ * with others stays populated while they run). Otherwise 'running', also when
  * the cgroup cannot be looked at (EACCES), or lies outside the cgroup2 mount this process sees
  * (the record was written in another mount namespace: gone from here is not gone): gc, and the
  * netns plugin's count of users, must never take a container's state on a guess.
@@ -92,7 +80,7 @@ export function recordedState(rec: ContainerRecord): 'running' | 'stopped' | 'go
     return (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'gone' : 'running';
   }
   if (ino === undefined || ino.toString() !== rec.cgroupId) return 'gone';
-  return rec.ownCgroup && !cgroupPopulated(rec.cgroup) ? 'stopped' : 'running';
+  return cgroupPopulated(rec.cgroup) ? 'running' : 'stopped';
 }
 
 export function hostNetnsId(): string {

@@ -1,8 +1,8 @@
 /*
  * What taskwire manages on this host, read from the records and the pins: the data behind
  * `taskwire ls` and `taskwire gc`. A container is alive while its cgroup directory exists with
- * the same inode (cgroup id) it had at create time (a reused name is a different cgroup) and,
- * when it had that cgroup to itself, has processes (lib/container.ts recordedState).
+ * the same inode (cgroup id) it had at create time (a reused name is a different cgroup) and has
+ * processes (lib/container.ts recordedState).
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -20,7 +20,7 @@ import { ContainerRecord, DamagedRecord, listRecords, readRecord } from './state
 export interface ContainerView {
   id: string;
   alive: boolean;
-  /** lib/container.ts recordedState: running, stopped (its own cgroup empty) or gone. */
+  /** lib/container.ts recordedState: running, stopped (its cgroup empty) or gone. */
   state: 'running' | 'stopped' | 'gone';
   complete: boolean;
   createdAt: string;
@@ -73,6 +73,11 @@ export interface GcItem {
 
 /** What gc would remove: records of dead containers, pins and addresses without a record. */
 export function gcCandidates(layout: Layout): GcItem[] {
+  return survey(layout).items;
+}
+
+/** gcCandidates, and the damaged records gc reports instead of collecting anything of theirs. */
+function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
   const items: GcItem[] = [];
   // Pins and allocations are read before the records: a hook writes its record before it makes
   // either, so one starting meanwhile has its record in the list below.
@@ -82,7 +87,6 @@ export function gcCandidates(layout: Layout): GcItem[] {
   const records = listRecords(layout, damaged);
   // A damaged record's container may be alive: its pins and addresses are not orphans.
   const known = new Set([...records, ...damaged].map((r) => r.id));
-  for (const d of damaged) items.push({ id: `${DAMAGED_ITEM}${d.id}`, why: `record ${d.path} is damaged (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
   for (const r of records) {
     const state = recordedState(r);
     if (state !== 'running') items.push({ id: r.id, why: state === 'gone' ? `cgroup ${r.cgroup} is gone` : `cgroup ${r.cgroup} has no process left` });
@@ -111,7 +115,7 @@ export function gcCandidates(layout: Layout): GcItem[] {
   // Hooks unlink their id lock as they let go of it: one there now may be held (gc checks again
   // under the containers lock, when no hook can hold one) or was left by a hook killed holding it.
   for (const name of listDir(containerLocksDir(layout))) items.push({ id: `${LOCK_ITEM}${name}`, why: 'id lock file: left by a hook killed while holding it, or in use until gc holds the containers lock' });
-  return items;
+  return { items, damaged };
 }
 
 function runDirs(layout: Layout): string[] {
@@ -126,16 +130,15 @@ const NETNS_SHARED_ITEM = '_shared/netns';
 const SHARED_OBJECT_ITEM = '_shared/objects/';
 const TEMP_ITEM = '_tmp/';
 const LOCK_ITEM = '_locks/';
-const DAMAGED_ITEM = '_damaged/';
 
 export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcItem[]; failed: { id: string; error: string }[] } {
   const removed: GcItem[] = [];
   const failed: { id: string; error: string }[] = [];
-  for (const item of gcCandidates(layout)) {
-    if (item.id.startsWith(DAMAGED_ITEM)) {
-      failed.push({ id: item.id, error: item.why }); // for a person to look at, dry run or not
-      continue;
-    }
+  const { items, damaged } = survey(layout);
+  // For a person to look at, dry run or not.
+  for (const d of damaged)
+    failed.push({ id: `_damaged/${d.id}`, error: `record ${d.path} is damaged (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
+  for (const item of items) {
     if (dryRun) {
       removed.push(item);
       continue;

@@ -109,7 +109,6 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
     bundle: c.bundle,
     cgroup: c.cgroupDir,
     cgroupId: c.cgroupId.toString(),
-    ownCgroup: c.ownCgroup,
     pidStart: c.pidStart,
     netns: c.netnsId,
     complete: false,

@@ -76,11 +76,9 @@ export function cgroupPopulated(dir: string): boolean {
  * its zombie.
  */
 export function processStart(pid: number): string | undefined {
-  const path = `/proc/${pid}/stat`;
-  if (!existsSync(path)) return undefined; // a stat costs less than a thrown ENOENT
   let stat: string;
   try {
-    stat = readFileSync(path, 'utf8');
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
@@ -88,10 +86,6 @@ export function processStart(pid: number): string | undefined {
   return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
 }
 
-/** The processes in cgroup `dir` itself (not in cgroups below). */
-export function cgroupProcesses(dir: string): number[] {
-  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-}
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 

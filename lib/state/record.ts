@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { listDir, readJsonFile, writeFileAtomic } from './atomic';
 import { TaskwireError } from '../errors';
-import { decodeId, Layout, recordDir, recordPath, validateContainerId } from './paths';
+import { decodeId, Layout, recordDir, recordPath } from './paths';
 
 /** Something to undo. `kind` selects the release function in lib/resources.ts. */
 export interface Resource {
@@ -30,12 +30,6 @@ export interface ContainerRecord {
   bundle: string;
   cgroup: string;
   cgroupId: string;
-  /**
-   * At createRuntime the container's process was alone in its cgroup, so the cgroup's processes
-   * are the container's: it has stopped when none is left. Not so where a runtime shares the
-   * caller's cgroup (podman --cgroups=disabled); absent in records of earlier versions.
-   */
-  ownCgroup?: boolean;
   /** When `pid` started (/proc/PID/stat field 22): the pair names the container's process for good. */
   pidStart?: string;
   netns: string | null;
@@ -106,8 +100,7 @@ export function listRecords(l: Layout, damaged: DamagedRecord[] = []): Container
     if (!n.endsWith('.json') || n.startsWith('.')) continue;
     const id = decodeId(n.slice(0, -5));
     try {
-      validateContainerId(id); // a name no id of ours encodes to
-      const r = readRecord(l, id);
+      const r = readRecord(l, id); // a name no valid id encodes to throws here too
       if (r) records.push(r); // else removed meanwhile
     } catch (err) {
       damaged.push({ id, path: join(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : (err as Error).message });

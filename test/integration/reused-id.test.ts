@@ -97,7 +97,6 @@ describePrivileged('a container id reused before the old container is cleaned up
 
   test("processes left in a container's cgroup after its own process is gone do not stop its poststop", async () => {
     const t = await startTask(host, ipt, 'tw.leftover');
-    expect(t.record.ownCgroup).toBe(true);
     const leftover = sleeperIn(t.cgroup); // one the runtime failed to kill, or another container's given the same cgroup
     await waitInCgroup(t.cgroup, leftover.pid!);
     process.kill(t.pid, 'SIGKILL');
@@ -114,7 +113,7 @@ describePrivileged('a container id reused before the old container is cleaned up
     const id = uniq('tw.shared');
     onCleanup(() => destroyContainer(host.layout, id, silentLog));
     expect(hookBinary('createRuntime', { id, pid: shared.pid, annotations: ipt }, host.configPath)).toEqual({ code: 0, stderr: '' });
-    expect(readRecord(host.layout, id)!.ownCgroup).toBe(false);
+    expect(readRecord(host.layout, id)!.cgroup).toBe(shared.cgroup);
     const ip = ip6Of(id);
     process.kill(shared.pid, 'SIGKILL'); // the container ends; the others stay in the cgroup
     expect(hookBinary('poststop', { id, status: 'stopped' }, host.configPath)).toEqual({ code: 0, stderr: '' });

@@ -49,7 +49,7 @@ function fakePlugin(name: string, steps: number, failAt: number | null) {
 
 let dir: string;
 let host: HostConfig;
-const container: Container = { id: 'unit.1', pid: 1, bundle: '/b', annotations: {}, cgroupDir: '/nonexistent', cgroupId: 1n, ownCgroup: true, pidStart: '1', netnsPath: '/proc/1/ns/net', netnsId: 'net:[1]' };
+const container: Container = { id: 'unit.1', pid: 1, bundle: '/b', annotations: {}, cgroupDir: '/nonexistent', cgroupId: 1n, pidStart: '1', netnsPath: '/proc/1/ns/net', netnsId: 'net:[1]' };
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tw-unit-'));

@@ -19,7 +19,6 @@ const record = (id: string): ContainerRecord => ({
   bundle: '/b',
   cgroup: '/sys/fs/cgroup/x',
   cgroupId: '1',
-  ownCgroup: true,
   netns: null,
   complete: true,
   plugins: [],
