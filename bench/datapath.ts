@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   await waitInCgroup(withIpt, sleeper.pid!);
   const id = uniq('tw.bench.dp');
   const state = JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', pid: sleeper.pid, bundle: '/tmp', annotations: { 'io.taskwire.ip-per-task': 'auto' } });
-  onCleanup(() => destroyContainer(layout, id, silentLog));
+  onCleanup(() => destroyContainer(layout, id, silentLog()));
   const c = spawnSync(NODE, [HOOK_BIN, 'createRuntime', '--config', host.configPath], { input: state, env: {}, encoding: 'utf8' });
   if (c.status !== 0) throw new Error(`createRuntime failed: ${c.stderr}`);
   const summary = readRecord(layout, id)!.plugins.find((p) => p.name === 'ip-per-task')!.summary as { ip6: string; ip4: string };

@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   onCleanup(() => releaseAddresses(busy.layout, fillers.map((address) => ({ address, owner: 'bench-filler' }))));
   // A round that failed half way leaves a record (and addresses on the device): undo it.
   onCleanup(() => {
-    for (const { layout } of [host, busy]) for (const r of listRecords(layout)) destroyContainer(layout, r.id, silentLog);
+    for (const { layout } of [host, busy]) for (const r of listRecords(layout)) destroyContainer(layout, r.id, silentLog());
   });
   const debugConfig = join(host.dir, 'config-debug.json');
   writeFileSync(debugConfig, JSON.stringify({ ...host.config, logLevel: 'debug', logFile: join(host.dir, 'debug.log') }));
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const resident = await box();
   const startResident = () => runHook('createRuntime', state(resident, ANNOTATION), host.configPath);
   // Not poststop, which leaves a container that still has processes alone; not timed anyway.
-  const stopResident = () => destroyContainer(host.layout, resident.id, silentLog);
+  const stopResident = () => destroyContainer(host.layout, resident.id, silentLog());
   startResident();
   const createThenPoststop = (c: string, p: string, config = host.configPath) => (_c: unknown, round: number) => {
     const b = pending.shift()!;

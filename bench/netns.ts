@@ -133,7 +133,7 @@ function main(): void {
     const pid = netnsProc(cgroup);
     const id = `bench-${name}-${process.pid}`;
     hookRun('createRuntime', { id, pid, annotations: { 'io.taskwire.netns': '{"device":"veth"}' } });
-    onCleanup(() => destroyContainer(layout, id, silentLog)); // not poststop: the container's processes are still up at cleanup
+    onCleanup(() => destroyContainer(layout, id, silentLog())); // not poststop: the container's processes are still up at cleanup
     const s = readRecord(layout, id)!.plugins[0].summary;
     // nsenter execs the server (no fork), so this pid is the server's: its CPU affinity is ours to set.
     const srv = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, tool, 'server', String(PORT)], { stdio: 'ignore' });

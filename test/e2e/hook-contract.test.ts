@@ -56,7 +56,7 @@ describePrivileged('the hook executable keeps the OCI hook contract', () => {
   /** A fresh container id whose state is destroyed at cleanup whatever the test did. */
   function newId(prefix = 'tw.hc'): string {
     const id = uniq(prefix);
-    onCleanup(() => destroyContainer(layout, id, silentLog));
+    onCleanup(() => destroyContainer(layout, id, silentLog()));
     return id;
   }
 
@@ -181,7 +181,7 @@ describePrivileged('the hook executable keeps the OCI hook contract', () => {
   test('a plugin the host config does not enable is refused with one line, before touching anything', () => {
     const off = testHost((c) => (c.plugins['ip-per-task'].enabled = false));
     const id = uniq('tw.hc');
-    onCleanup(() => destroyContainer(off.layout, id, silentLog));
+    onCleanup(() => destroyContainer(off.layout, id, silentLog()));
     const r = raw(['createRuntime', '--config', off.configPath], state({ id, pid: proc.pid, annotations: { [ANN]: 'auto' } }));
     expect(r.code).toBe(1);
     expectOneLine(r, /annotation io\.taskwire\.ip-per-task: plugin ip-per-task is not enabled on this host/);

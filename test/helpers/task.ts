@@ -28,7 +28,7 @@ export async function startTask(host: TestHost, annotations: Record<string, stri
   const id = uniq(idPrefix);
   const { cgroup, pid } = await cgroupWithProcess();
   const layout = layoutOf(loadHostConfig(host.configPath));
-  onCleanup(() => destroyContainer(layout, id, silentLog));
+  onCleanup(() => destroyContainer(layout, id, silentLog()));
   const r: HookResult = await hook('createRuntime', { id, pid, annotations, ...(bundle ? { bundle } : {}) }, host.configPath);
   if (r.code !== 0) throw new Error(`createRuntime failed (${r.code}): ${r.stderr}`);
   const record = readRecord(layout, id)!;

@@ -105,13 +105,13 @@ describePrivileged('ip-per-task on the real kernel', () => {
     mkdirSync(join(dirname(setOf(a)), 'tmp-1-1'));
     expect(gcCandidates(layout).map((i) => i.id).filter((i) => i.includes('tmp-'))).toEqual([]);
     expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
-    destroyContainer(layout, a.id, silentLog);
+    destroyContainer(layout, a.id, silentLog());
     expect(gcCandidates(layout).map((i) => i.id)).not.toContain(item);
-    destroyContainer(layout, b.id, silentLog);
+    destroyContainer(layout, b.id, silentLog());
     // poststop keeps it loaded for the next container; gc unloads it.
     expect(existsSync(setOf(a))).toBe(true);
     expect(gcCandidates(layout).map((i) => i.id)).toEqual([item]);
-    expect(gc(layout, silentLog, false).removed.map((i) => i.id)).toEqual([item]);
+    expect(gc(layout, silentLog(), false).removed.map((i) => i.id)).toEqual([item]);
     expect(existsSync(setOf(a))).toBe(false);
     const c = await startIpt(own, 'auto');
     expect(existsSync(setOf(c))).toBe(true);
@@ -232,7 +232,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const tasks = await Promise.all(
       Array.from({ length: 20 }, async () => {
         const id = uniq('tw.par');
-        onCleanup(() => destroyContainer(host.layout, id, silentLog));
+        onCleanup(() => destroyContainer(host.layout, id, silentLog()));
         return { id, ...(await cgroupWithProcess()) };
       }),
     );
@@ -258,7 +258,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
       ['{"ip4":"10.123.0.300"}', /not an IPv4 address/],
     ] as const) {
       const id = uniq('tw.bad');
-      onCleanup(() => destroyContainer(layout, id, silentLog));
+      onCleanup(() => destroyContainer(layout, id, silentLog()));
       const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': value } }, host.configPath);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(message);
@@ -276,7 +276,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     onCleanup(() => execFileSync('ip', ['addr', 'del', `${squatter}/128`, 'dev', 'lo']));
     const { cgroup, pid } = await cgroupWithProcess();
     const id = uniq('tw.sq');
-    onCleanup(() => destroyContainer(host.layout, id, silentLog));
+    onCleanup(() => destroyContainer(host.layout, id, silentLog()));
     const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.ip-per-task': squatter } }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`address ${squatter} is already configured on this host (not by taskwire)`);
@@ -322,7 +322,7 @@ describePrivileged('ip-per-task on the real kernel', () => {
     const a = await startIpt(host, JSON.stringify({ ip6: host.pool6.replace('::/112', '::77') }));
     const { cgroup, pid } = await cgroupWithProcess();
     const dupId = uniq('tw.dup');
-    onCleanup(() => destroyContainer(host.layout, dupId, silentLog));
+    onCleanup(() => destroyContainer(host.layout, dupId, silentLog()));
     const r = await hook('createRuntime', { id: dupId, pid, annotations: { 'io.taskwire.ip-per-task': a.ip6 } }, host.configPath);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(`in use by container ${a.id}`);

@@ -50,7 +50,7 @@ async function netnsProcess(): Promise<{ cgroup: string; pid: number; netns: str
 async function startNs(host: TestHost, annotation: string): Promise<NsTask> {
   const id = uniq('tw.ns');
   const { cgroup, pid, netns } = await netnsProcess();
-  onCleanup(() => destroyContainer(host.layout, id, silentLog));
+  onCleanup(() => destroyContainer(host.layout, id, silentLog()));
   const r = await hook('createRuntime', { id, pid, annotations: { 'io.taskwire.netns': annotation } }, host.configPath);
   if (r.code !== 0) throw new Error(`createRuntime failed: ${r.stderr}`);
   const rec = readRecord(host.layout, id)!;
@@ -210,7 +210,7 @@ describePrivileged('netns on the real kernel', () => {
   test('twenty containers wired in parallel: distinct devices and addresses, all reachable, all cleaned up', async () => {
     const layout = host.layout;
     const procs = await Promise.all(Array.from({ length: 20 }, async () => ({ id: uniq('tw.nspar'), ...(await netnsProcess()) })));
-    for (const p of procs) onCleanup(() => destroyContainer(layout, p.id, silentLog));
+    for (const p of procs) onCleanup(() => destroyContainer(layout, p.id, silentLog()));
     const codes = (await Promise.all(procs.map((t) => hookBinaryAsync('createRuntime', { id: t.id, pid: t.pid, annotations: { 'io.taskwire.netns': 'auto' } }, host.configPath)))).map((r) => r.code);
     expect(codes).toEqual(Array(20).fill(0));
     const sums = procs.map((t) => readRecord(layout, t.id)!.plugins[0].summary as NetnsSummary);
@@ -309,7 +309,7 @@ describePrivileged('netns host-wide pins and devices journaled by name', () => {
       netns: null, complete: false, plugins: [],
       resources: [{ kind: 'netdev', name: upDev }, { kind: 'netdev', name: down }, { kind: 'netdev', name: `tw${randomBytes(4).toString('hex')}` }],
     });
-    expect(destroyContainer(layout(), id, silentLog).errors).toEqual([]);
+    expect(destroyContainer(layout(), id, silentLog()).errors).toEqual([]);
     expect(hostLinks()).not.toContain(down);
     expect(hostLinks()).toContain(upDev);
     expect(readRecord(layout(), id)).toBeUndefined();

@@ -111,7 +111,7 @@ describePrivileged('a container id reused before the old container is cleaned up
     const other = sleeperIn(shared.cgroup);
     await waitInCgroup(shared.cgroup, other.pid!);
     const id = uniq('tw.shared');
-    onCleanup(() => destroyContainer(host.layout, id, silentLog));
+    onCleanup(() => destroyContainer(host.layout, id, silentLog()));
     expect(hookBinary('createRuntime', { id, pid: shared.pid, annotations: ipt }, host.configPath)).toEqual({ code: 0, stderr: '' });
     expect(readRecord(host.layout, id)!.cgroup).toBe(shared.cgroup);
     const ip = ip6Of(id);

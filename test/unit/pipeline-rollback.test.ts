@@ -61,7 +61,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const layout = () => ({ bpffs: host.bpffs, runDir: host.runDir });
 const run = (plugins: ReturnType<typeof fakePlugin>[]) =>
-  createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: plugins.map((def) => ({ def, value: '', config: null, section: { enabled: true } })) });
+  createContainer({ container, host, log: silentLog(), stage: 'createRuntime', deadline: Date.now() + 10000, selected: plugins.map((def) => ({ def, value: '', config: null, section: { enabled: true } })) });
 
 describe('pipeline rollback', () => {
   const cases: [string, number | null, number | null][] = [];
@@ -82,10 +82,10 @@ describe('pipeline rollback', () => {
     expect(rec.complete).toBe(true);
     expect(rec.plugins.map((p) => p.name)).toEqual(['a', 'b']);
     expect(readRecord(layout(), container.id)?.resources.map((r) => r.name)).toEqual(['a#0', 'a#1', 'b#0']);
-    expect(destroyContainer(layout(), container.id, silentLog)).toEqual({ found: true, errors: [] });
+    expect(destroyContainer(layout(), container.id, silentLog())).toEqual({ found: true, errors: [] });
     expect(released).toEqual(['b#0', 'a#1', 'a#0']);
     expect(world.size).toBe(0);
-    expect(destroyContainer(layout(), container.id, silentLog)).toEqual({ found: false, errors: [] });
+    expect(destroyContainer(layout(), container.id, silentLog())).toEqual({ found: false, errors: [] });
     expect(readdirSync(join(host.runDir, 'containers'))).toEqual([]);
   });
 
@@ -94,13 +94,13 @@ describe('pipeline rollback', () => {
       ctx.acquire({ kind: 'stuck', name: 'stuck#0' }, () => undefined);
       return {};
     });
-    const one = (def: ReturnType<typeof pluginWith>) => createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
+    const one = (def: ReturnType<typeof pluginWith>) => createContainer({ container, host, log: silentLog(), stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
     one(fakePlugin('a', 1, null)); // its poststop never ran
     expect(one(fakePlugin('b', 1, null)).resources.map((r) => r.name)).toEqual(['b#0']);
     expect(released).toEqual(['a#0']);
     expect(world).toEqual(new Set(['b#0']));
 
-    destroyContainer(layout(), container.id, silentLog);
+    destroyContainer(layout(), container.id, silentLog());
     one(stuck);
     expect(() => one(fakePlugin('c', 1, null))).toThrow(/an earlier container with id unit\.1 left state that could not be undone \(.*stuck#0 is busy\); see taskwire gc/);
     expect(world.has('c#0')).toBe(false);
@@ -114,7 +114,7 @@ describe('pipeline rollback', () => {
       return {};
     });
     expect(() =>
-      createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() - 1, selected: [{ def: slow, value: '', config: null, section: { enabled: true } }] }),
+      createContainer({ container, host, log: silentLog(), stage: 'createRuntime', deadline: Date.now() - 1, selected: [{ def: slow, value: '', config: null, section: { enabled: true } }] }),
     ).toThrow(/deadline/);
     expect(world.size).toBe(0);
   });
@@ -130,7 +130,7 @@ describe('pipeline rollback', () => {
         if (fail) throw new Error('later failed');
         return {};
       });
-    const one = (def: ReturnType<typeof later>) => createContainer({ container, host, log: silentLog, stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
+    const one = (def: ReturnType<typeof later>) => createContainer({ container, host, log: silentLog(), stage: 'createRuntime', deadline: Date.now() + 10000, selected: [{ def, value: '', config: null, section: { enabled: true } }] });
     expect(() => one(later(true))).toThrow(/later failed/);
     expect(writes).toEqual([[], ['later#0', 'later#1']]);
     expect(released).toEqual(['later#1', 'later#0']);
