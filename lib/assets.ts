@@ -1,17 +1,18 @@
 /* Where the built artefacts are: the checkout or install prefix holding package.json, found
  * from this file whether it runs from source (lib/) or from the bundle (dist/). */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
+import { joinPath } from './path';
 
 let root: string | undefined;
 export function projectRoot(): string {
   if (root) return root;
   let d = __dirname;
-  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  while (!existsSync(joinPath(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
   root = d;
   return root;
 }
 
 export function bpfObjectPath(name: string): string {
-  return join(process.env.TASKWIRE_BPF_DIR || join(projectRoot(), 'build', 'bpf'), `${name}.bpf.o`);
+  return joinPath(process.env.TASKWIRE_BPF_DIR || joinPath(projectRoot(), 'build', 'bpf'), `${name}.bpf.o`);
 }

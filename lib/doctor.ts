@@ -8,7 +8,7 @@ import { enumName, runTimeStatsOn } from './introspect';
 import { helperAvailable } from './bpf/libbpf';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from './path';
 import { bpfObjectPath, projectRoot } from './assets';
 import { isNull, libbpf, readBytes, readCString } from './ffi';
 import { cgroup2Mount, isBpffs, kernelRelease, mounts } from './host/discovery';
@@ -166,7 +166,7 @@ function versionOf(bin: string, args: string[] = ['--version']): string | null {
 }
 
 const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-const findBin = (name: string) => BIN_DIRS.map((d) => join(d, name)).find((p) => existsSync(p)) ?? null;
+const findBin = (name: string) => BIN_DIRS.map((d) => joinPath(d, name)).find((p) => existsSync(p)) ?? null;
 
 export interface DoctorOptions {
   host: HostConfig;
@@ -226,7 +226,7 @@ export function runDoctor(o: DoctorOptions): Check[] {
     checks.push(...pluginFeatureChecks(name));
   }
   // A plugin folder may exist before it is registered (netns feature facts come first).
-  for (const dir of tryReaddir(join(projectRoot(), 'plugins')))
+  for (const dir of tryReaddir(joinPath(projectRoot(), 'plugins')))
     if (!registry.some((e) => e.name === dir)) checks.push(...pluginFeatureChecks(dir));
 
   const runtimes: [string, string[]][] = [

@@ -9,7 +9,7 @@
  * there, not per record.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from './path';
 import { decodeId, Layout, pinRoot } from './state/paths';
 
 /** What every decoded event carries; sources add their own fields after these. */
@@ -52,6 +52,6 @@ export function containersWithPin(l: Layout, plugin: string, pin: string): strin
   const root = pinRoot(l);
   if (!existsSync(root)) return [];
   return readdirSync(root)
-    .filter((d) => !d.startsWith('_') && existsSync(join(root, d, plugin, pin)))
+    .filter((d) => !d.startsWith('_') && existsSync(joinPath(root, d, plugin, pin)))
     .map(decodeId);
 }

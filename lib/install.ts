@@ -13,7 +13,8 @@
  * environment; timeouts leave the runtime's SIGKILL for after the hook's own deadline.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { joinPath } from './path';
 import { ConfigError } from './errors';
 import { copyFileAtomic, writeFileAtomic } from './state/atomic';
 
@@ -52,7 +53,7 @@ export interface InstallPlan {
   prefix?: string;
 }
 
-export const TEMPLATE_DIR = (source: string) => join(source, 'oci-config', 'hooks.d');
+export const TEMPLATE_DIR = (source: string) => joinPath(source, 'oci-config', 'hooks.d');
 
 export function templateNames(source: string): string[] {
   return readdirSync(TEMPLATE_DIR(source)).filter((n) => n.endsWith('.json')).sort();
@@ -82,20 +83,20 @@ export function runtimeTimeoutSec(hookTimeoutMs: number): number {
 function filesUnder(dir: string, keep: (rel: string) => boolean = () => true): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
+    .map((d) => joinPath(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
     .filter(keep)
     .sort();
 }
 
 /** koffi's loader, plus only the native builds this machine can load. */
 function koffiFiles(source: string): string[] {
-  const dir = join(source, 'node_modules', 'koffi');
+  const dir = joinPath(source, 'node_modules', 'koffi');
   const arch = `_${process.arch}`;
   return filesUnder(dir, (rel) => {
     if (!rel.includes('/')) return rel.endsWith('.js') || rel === 'package.json' || rel.startsWith('LICENSE');
     const m = /^build\/koffi\/([^/]+)\//.exec(rel);
     return m !== null && m[1].startsWith(process.platform === 'linux' ? 'linux' : process.platform) && m[1].endsWith(arch);
-  }).map((rel) => join('node_modules', 'koffi', rel));
+  }).map((rel) => joinPath('node_modules', 'koffi', rel));
 }
 
 function requireFile(path: string, what: string): void {
@@ -112,8 +113,8 @@ export function planInstall(o: InstallOptions): InstallPlan {
   ] as [string, string][])
     if (!isAbsolute(p)) throw new ConfigError(`${what} must be an absolute path, got ${JSON.stringify(p)}`);
   const source = resolve(o.source);
-  requireFile(join(source, 'dist', 'taskwire-hook.js'), 'hook bundle');
-  requireFile(join(source, 'build', 'bpf'), 'BPF objects');
+  requireFile(joinPath(source, 'dist', 'taskwire-hook.js'), 'hook bundle');
+  requireFile(joinPath(source, 'build', 'bpf'), 'BPF objects');
   requireFile(o.node, 'node binary');
   const copies: FileCopy[] = [];
   let root = source;
@@ -121,22 +122,22 @@ export function planInstall(o: InstallOptions): InstallPlan {
   if (o.prefix) {
     root = resolve(o.prefix);
     if (root === source) throw new ConfigError(`--prefix ${root} is the source itself`);
-    node = join(root, 'bin', 'node');
+    node = joinPath(root, 'bin', 'node');
     const rels = [
       'package.json',
-      ...filesUnder(join(source, 'dist'), (r) => !r.startsWith('.cache')).map((r) => join('dist', r)),
-      ...filesUnder(join(source, 'build', 'bpf'), (r) => r.endsWith('.bpf.o')).map((r) => join('build', 'bpf', r)),
-      ...filesUnder(TEMPLATE_DIR(source)).map((r) => join('oci-config', 'hooks.d', r)),
+      ...filesUnder(joinPath(source, 'dist'), (r) => !r.startsWith('.cache')).map((r) => joinPath('dist', r)),
+      ...filesUnder(joinPath(source, 'build', 'bpf'), (r) => r.endsWith('.bpf.o')).map((r) => joinPath('build', 'bpf', r)),
+      ...filesUnder(TEMPLATE_DIR(source)).map((r) => joinPath('oci-config', 'hooks.d', r)),
       ...koffiFiles(source),
     ];
     copies.push({ from: o.node, to: node });
-    for (const rel of rels) copies.push({ from: join(source, rel), to: join(root, rel) });
+    for (const rel of rels) copies.push({ from: joinPath(source, rel), to: joinPath(root, rel) });
   }
-  const hook = join(root, 'dist', 'taskwire-hook.js');
+  const hook = joinPath(root, 'dist', 'taskwire-hook.js');
   const vars = { node, hook, config: o.configPath };
   const hooks = templateNames(source).map((name) => ({
-    path: join(o.hooksDir, name),
-    json: renderTemplate(JSON.parse(readFileSync(join(TEMPLATE_DIR(source), name), 'utf8')), vars, runtimeTimeoutSec(o.hookTimeoutMs)),
+    path: joinPath(o.hooksDir, name),
+    json: renderTemplate(JSON.parse(readFileSync(joinPath(TEMPLATE_DIR(source), name), 'utf8')), vars, runtimeTimeoutSec(o.hookTimeoutMs)),
   }));
   if (o.always) for (const h of hooks) h.json.when = { always: true };
   return { copies, hooks, node, hook, prefix: o.prefix && root };
@@ -172,7 +173,7 @@ export function applyInstall(plan: InstallPlan, progress: (line: string) => void
         copied++;
       }
     }
-    writeFileSync(join(plan.prefix, PREFIX_MARKER), `installed by taskwire install; removed by taskwire uninstall\n`);
+    writeFileSync(joinPath(plan.prefix, PREFIX_MARKER), `installed by taskwire install; removed by taskwire uninstall\n`);
   }
   mkdirSync(dirname(plan.hooks[0]?.path ?? '/'), { recursive: true });
   for (const h of plan.hooks) writeFileAtomic(h.path, `${JSON.stringify(h.json, null, 2)}\n`, 0o644);
@@ -189,7 +190,7 @@ export function uninstall(hooksDir: string, source: string, prefix?: string): Un
   if (!isAbsolute(hooksDir)) throw new ConfigError(`--hooks-dir must be an absolute path, got ${JSON.stringify(hooksDir)}`);
   const removedHooks: string[] = [];
   for (const name of templateNames(source)) {
-    const p = join(hooksDir, name);
+    const p = joinPath(hooksDir, name);
     if (existsSync(p)) {
       rmSync(p, { force: true });
       removedHooks.push(p);
@@ -199,7 +200,7 @@ export function uninstall(hooksDir: string, source: string, prefix?: string): Un
   if (prefix) {
     const root = resolve(prefix);
     if (existsSync(root)) {
-      if (!existsSync(join(root, PREFIX_MARKER))) throw new ConfigError(`--prefix ${root} was not made by taskwire install (no ${PREFIX_MARKER}); not removing it`);
+      if (!existsSync(joinPath(root, PREFIX_MARKER))) throw new ConfigError(`--prefix ${root} was not made by taskwire install (no ${PREFIX_MARKER}); not removing it`);
       rmSync(root, { recursive: true, force: true });
       removedPrefix = root;
     }
@@ -212,7 +213,7 @@ export function installedHooks(dirs: string[], source: string): { path: string; 
   const out: { path: string; json: any; programOk: boolean }[] = [];
   for (const d of dirs)
     for (const name of templateNames(source)) {
-      const p = join(d, name);
+      const p = joinPath(d, name);
       if (!existsSync(p)) continue;
       let json: any = null;
       try {

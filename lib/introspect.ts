@@ -10,7 +10,8 @@
  */
 import { pinsOf } from './inventory';
 import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
+import { joinPath } from './path';
 import { SyscallError } from './errors';
 import { addressOf, bpfSys, libbpf } from './ffi';
 import { checkInt } from './bpf/libbpf';
@@ -175,7 +176,7 @@ export function describePin(path: string, rel: string): PinnedObject {
 /** Every pinned object of a container, with what the kernel says about it. */
 export function containerObjects(layout: Layout, id: string): PinnedObject[] {
   const dir = containerPinDir(layout, id);
-  return pinsOf(layout, id).map((rel) => describePin(join(dir, rel), rel));
+  return pinsOf(layout, id).map((rel) => describePin(joinPath(dir, rel), rel));
 }
 
 /** The maps of a host-wide loaded object (lib/bpf/shared.ts), named _shared/objects/<set>/map_<name>. */
@@ -184,7 +185,7 @@ export function sharedObjectMaps(dir: string): PinnedObject[] {
   return readdirSync(dir)
     .filter((n) => n.startsWith('map_'))
     .sort()
-    .map((n) => describePin(join(dir, n), `${rel}/${n}`));
+    .map((n) => describePin(joinPath(dir, n), `${rel}/${n}`));
 }
 
 /** Whether the kernel counts run time right now (someone holds stats on, or the sysctl). */

@@ -5,7 +5,8 @@
  * processes (lib/container.ts recordedState).
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { relative } from 'node:path';
+import { joinPath } from './path';
 import type { Logger } from 'pino';
 import { isLoaderTemp, sharedObjectsDir, unloadShared } from './bpf/shared';
 import { destroyHeld } from './pipeline';
@@ -44,7 +45,7 @@ export function pinsOf(layout: Layout, id: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((d) => !d.isDirectory())
-    .map((d) => join(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
+    .map((d) => joinPath(d.parentPath ?? (d as any).path, d.name).slice(dir.length + 1))
     .sort();
 }
 
@@ -103,7 +104,7 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
   const sets = listDir(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
   // What a damaged record links is unknown: no set is unloaded while one is there.
   for (const n of damaged.length ? [] : sets)
-    if (!used.has(join(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
+    if (!used.has(joinPath(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
   // Host-wide pins outlive their last user when its poststop never ran; last, after the dead.
   const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
   if (existsSync(netnsShared.sharedDir(layout)) && netnsShared.netnsUsers(layout).length === 0)
@@ -120,7 +121,7 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
 
 function runDirs(layout: Layout): string[] {
   try {
-    return [layout.runDir, ...readdirSync(layout.runDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(layout.runDir, d.name))];
+    return [layout.runDir, ...readdirSync(layout.runDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => joinPath(layout.runDir, d.name))];
   } catch {
     return [];
   }
@@ -175,7 +176,7 @@ function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
   return withFileLock(containersLockPath(layout), () => {
     if (item.id.startsWith(LOCK_ITEM)) {
       // Hooks take an id lock only holding this one shared: nobody holds or waits for it now.
-      const path = join(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length));
+      const path = joinPath(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length));
       if (!existsSync(path)) return null; // its holder was done, and unlinked it
       rmSync(path, { force: true });
       return [];
@@ -183,7 +184,7 @@ function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
     if (item.id.startsWith(TEMP_ITEM)) {
       // Hooks write records and allocations holding this lock shared, so none is writing now;
       // and its pid may run again by now, as another process.
-      const path = join(layout.runDir, item.id.slice(TEMP_ITEM.length));
+      const path = joinPath(layout.runDir, item.id.slice(TEMP_ITEM.length));
       if (processAlive(tempWriter(path)!)) return null;
       rmSync(path, { force: true });
       return [];

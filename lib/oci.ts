@@ -1,6 +1,6 @@
 /* The OCI state a runtime writes on a hook's stdin, and the bundle's config.json. */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from './path';
 import { TaskwireError } from './errors';
 import { validate } from './schema';
 
@@ -36,7 +36,7 @@ export async function readStdin(stream: NodeJS.ReadableStream): Promise<string> 
 /** The bundle's config.json (read only when a plugin needs it: linux.sysctl, namespaces). */
 export function readBundleConfig(bundle: string): Record<string, any> {
   try {
-    return JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    return JSON.parse(readFileSync(joinPath(bundle, 'config.json'), 'utf8'));
   } catch (err) {
     throw new TaskwireError('STATE', `bundle ${bundle}: cannot read config.json (${(err as Error).message})`);
   }

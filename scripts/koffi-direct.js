@@ -16,7 +16,7 @@ const path = require('node:path');
 const version = typeof KOFFI_VERSION === 'string' ? KOFFI_VERSION : null;
 
 function* koffiDirs() {
-  yield path.join(__dirname, '..', 'node_modules', 'koffi');
+  yield `${path.dirname(__dirname)}/node_modules/koffi`; // not path.join: its normalizing loop runs interpreted this early (lib/path.ts)
   try {
     yield path.dirname(require.resolve('koffi/package.json'));
   } catch {

@@ -4,7 +4,7 @@
  * Links, not PROG_ATTACH: a pinned link survives the hook and is replaceable atomically; the
  * kernel detaches it when the cgroup dies, and unlinking the pin detaches it at poststop.
  */
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { bpfObjectPath } from '../assets';
 import { BpfObject } from './object';
 import type { CgroupLoad } from '../plugin';
@@ -12,14 +12,14 @@ import type { CgroupLoad } from '../plugin';
 export function loadIntoCgroup(object: string, cgroupFd: number, pinDir: string, opts: CgroupLoad): BpfObject {
   const obj = BpfObject.open(bpfObjectPath(object), opts);
   try {
-    for (const m of opts.pinMaps ?? []) obj.pinMap(m, join(pinDir, `map_${m}`));
+    for (const m of opts.pinMaps ?? []) obj.pinMap(m, joinPath(pinDir, `map_${m}`));
     opts.beforeAttach?.(obj);
     const skip = new Set(opts.skipPrograms ?? []);
     for (const prog of obj.programs()) {
       if (skip.has(prog.name)) continue;
       const link = prog.attachCgroup(cgroupFd);
       try {
-        link.pin(join(pinDir, `link_${prog.name}`));
+        link.pin(joinPath(pinDir, `link_${prog.name}`));
         link.release(true);
       } catch (err) {
         link.release(false);

@@ -21,7 +21,8 @@
  * must be root's alone (lib/host/discovery.ts, ensurePinRoot).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { joinPath } from '../path';
 import { bpfObjectPath } from '../assets';
 import { TaskwireError } from '../errors';
 import { bpfSys, libc } from '../ffi';
@@ -31,11 +32,11 @@ import { Layout, sharedPinDir } from '../state/paths';
 import { checkInt } from './libbpf';
 import { BpfMap } from './map';
 
-export const sharedObjectsDir = (l: Layout) => join(sharedPinDir(l), 'objects');
+export const sharedObjectsDir = (l: Layout) => joinPath(sharedPinDir(l), 'objects');
 /** Held shared by hooks while they link a set, exclusive to make or unload one. */
-export const sharedObjectsLock = (l: Layout) => join(l.runDir, 'shared-objects.lock');
+export const sharedObjectsLock = (l: Layout) => joinPath(l.runDir, 'shared-objects.lock');
 /** Where a loaded object's map is pinned; the set may have been unloaded (gc) meanwhile. */
-export const sharedMapPath = (dir: string, map: string) => join(dir, `map_${map}`);
+export const sharedMapPath = (dir: string, map: string) => joinPath(dir, `map_${map}`);
 /** A loader's directory before it is published (never a set: gc and hooks skip it). */
 export const isLoaderTemp = (name: string) => name.startsWith('tmp-');
 const PROG_PIN = /^prog_(\d+)_(.+)$/;
@@ -58,14 +59,14 @@ export function sharedObjectDir(layout: Layout, object: string): string {
     id = createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
   }
   if (!/^[0-9a-f]{16}$/.test(id)) throw new TaskwireError('SYSTEM', `${file}.id: not an object id (rebuild with make)`);
-  return join(sharedObjectsDir(layout), `${object}-${id}`);
+  return joinPath(sharedObjectsDir(layout), `${object}-${id}`);
 }
 
 function programsIn(dir: string): SharedProgram[] {
   const out: SharedProgram[] = [];
   for (const n of readdirSync(dir)) {
     const m = PROG_PIN.exec(n);
-    if (m) out.push({ name: m[2], attachType: Number(m[1]), pin: join(dir, n) });
+    if (m) out.push({ name: m[2], attachType: Number(m[1]), pin: joinPath(dir, n) });
   }
   return out;
 }
@@ -82,7 +83,7 @@ function linkPrograms(programs: SharedProgram[], cgroupFd: number, pinDir: strin
     try {
       const linkFd = checkInt(bpfSys.linkCreate(progFd, cgroupFd, p.attachType), `attach ${p.name} to cgroup`);
       try {
-        checkInt(bpfSys.objPin(linkFd, join(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
+        checkInt(bpfSys.objPin(linkFd, joinPath(pinDir, `link_${p.name}`)), `pin link of ${p.name}`);
       } finally {
         libc.close(linkFd);
       }
@@ -148,14 +149,14 @@ function loadAndPin(file: string, dir: string): void {
   const parent = dirname(dir);
   mkdirSync(parent, { recursive: true, mode: 0o700 });
   // Leftovers of loaders that died half way (the exclusive lock is ours: none is running).
-  for (const n of readdirSync(parent)) if (isLoaderTemp(n)) rmSync(join(parent, n), { recursive: true, force: true });
+  for (const n of readdirSync(parent)) if (isLoaderTemp(n)) rmSync(joinPath(parent, n), { recursive: true, force: true });
   const obj = BpfObject.open(file);
   // bpffs refuses dots in names.
-  const tmp = join(parent, `tmp-${process.pid}-${Date.now()}`);
+  const tmp = joinPath(parent, `tmp-${process.pid}-${Date.now()}`);
   try {
     mkdirSync(tmp, { mode: 0o700 });
-    for (const p of obj.programs()) checkInt(bpfSys.objPin(p.fd, join(tmp, `prog_${p.expectedAttachType}_${p.name}`)), `pin program ${p.name}`);
-    for (const m of obj.mapNames()) obj.pinMap(m, join(tmp, `map_${m}`));
+    for (const p of obj.programs()) checkInt(bpfSys.objPin(p.fd, joinPath(tmp, `prog_${p.expectedAttachType}_${p.name}`)), `pin program ${p.name}`);
+    for (const m of obj.mapNames()) obj.pinMap(m, joinPath(tmp, `map_${m}`));
     renameSync(tmp, dir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
@@ -168,7 +169,7 @@ function loadAndPin(file: string, dir: string): void {
 /** Unloads a set (gc): under the exclusive lock, and only if `unused()` still says so there. */
 export function unloadShared(layout: Layout, name: string, unused: (dir: string) => boolean): boolean {
   if (isLoaderTemp(name) || basename(name) !== name) return false;
-  const dir = join(sharedObjectsDir(layout), name);
+  const dir = joinPath(sharedObjectsDir(layout), name);
   return withFileLock(sharedObjectsLock(layout), () => {
     if (!existsSync(dir) || !unused(dir)) return false;
     // Unpinning the programs unloads those no link holds; maps go with their last user.

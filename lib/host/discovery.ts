@@ -4,7 +4,7 @@
  * the host network namespace's cookie.
  */
 import { existsSync, lstatSync, mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { SyscallError, TaskwireError } from '../errors';
 
 interface MountEntry {
@@ -50,7 +50,7 @@ export function cgroupOfPid(pid: number): string {
   }
   const line = text.split('\n').find((l) => l.startsWith('0::'));
   if (!line) throw new TaskwireError('SYSTEM', `process ${pid} has no cgroup v2 membership`);
-  return join(cgroup2Mount(), line.slice(3));
+  return joinPath(cgroup2Mount(), line.slice(3));
 }
 
 /** The cgroup id the kernel uses (bpf_get_current_cgroup_id) is the directory's inode. */
@@ -64,7 +64,7 @@ export function cgroupId(dir: string): bigint {
  */
 export function cgroupPopulated(dir: string): boolean {
   try {
-    return /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'));
+    return /^populated 1$/m.test(readFileSync(joinPath(dir, 'cgroup.events'), 'utf8'));
   } catch {
     return true;
   }

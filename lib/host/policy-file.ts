@@ -4,7 +4,7 @@
  * never read outside that directory; the caller validates the content against its own schema.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { ConfigError } from '../errors';
 import type { HostConfig } from './config';
 
@@ -24,7 +24,7 @@ export function readPolicyRef(host: HostConfig, ref: string): { path: string; da
   const name = ref.trim().slice(1);
   if (!NAME_RE.test(name))
     throw new ConfigError(`policy reference ${JSON.stringify(ref)}: the name may have letters, digits, _ . - (up to 100, no ..)`);
-  const path = join(host.policyDir, `${name}.json`);
+  const path = joinPath(host.policyDir, `${name}.json`);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -1,12 +1,13 @@
 /* Crash-safe file replacement: a reader sees the old file or the new one, never a torn write,
  * even if the writer is SIGKILLed at any instruction (temp file, fsync, rename, fsync dir). */
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { joinPath } from '../path';
 
 function tempBeside(path: string): string {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return join(dir, `.${basename(path)}.${process.pid}.tmp`);
+  return joinPath(dir, `.${basename(path)}.${process.pid}.tmp`);
 }
 
 const TEMP_NAME = /^\..+\.(\d+)\.tmp$/;
@@ -34,7 +35,7 @@ export function processAlive(pid: number): boolean {
 export function abandonedTempFiles(dir: string): { path: string; pid: number }[] {
   return listDir(dir).flatMap((n) => {
     const pid = tempWriter(n);
-    return pid !== undefined && !processAlive(pid) ? [{ path: join(dir, n), pid }] : [];
+    return pid !== undefined && !processAlive(pid) ? [{ path: joinPath(dir, n), pid }] : [];
   });
 }
 

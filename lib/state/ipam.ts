@@ -17,7 +17,7 @@
  * back to it while containers run needs their allocations moved back by hand.
  */
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { TaskwireError } from '../errors';
 import { Cidr, cidrToString, nthAddress, parseIp, prefixSize } from '../net/addr';
 import { isoTime } from '../time';
@@ -34,8 +34,8 @@ export interface IpamEntry {
 type IpamState = Record<string, IpamEntry>;
 
 // Addresses are their own file names: IPv6 text has no '/', and no dot leads one.
-const entryPath = (l: Layout, address: string) => join(ipamDir(l), address);
-const cursorPath = (l: Layout, prefix: Cidr) => join(ipamDir(l), `cursor-${cidrToString(prefix).replace('/', '_')}`);
+const entryPath = (l: Layout, address: string) => joinPath(ipamDir(l), address);
+const cursorPath = (l: Layout, prefix: Cidr) => joinPath(ipamDir(l), `cursor-${cidrToString(prefix).replace('/', '_')}`);
 /** An entry's file name is an address in canonical text; anything else there is not ours to read. */
 function isEntryName(n: string): boolean {
   if (n.startsWith('.') || n.startsWith('cursor-')) return false;

@@ -9,7 +9,7 @@
  * Container ids come from whoever creates the container: they are validated (no path
  * separators, no leading dot, bounded length) and encoded reversibly ('.' and '%' as %XX).
  */
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { TaskwireError } from '../errors';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,199}$/;
@@ -33,20 +33,20 @@ export interface Layout {
   runDir: string;
 }
 
-export const pinRoot = (l: Layout) => join(l.bpffs, 'taskwire');
-export const containerPinDir = (l: Layout, id: string) => join(pinRoot(l), encodeId(id));
-export const pluginPinDir = (l: Layout, id: string, plugin: string) => join(containerPinDir(l, id), plugin);
-export const recordDir = (l: Layout) => join(l.runDir, 'containers');
-export const recordPath = (l: Layout, id: string) => join(recordDir(l), `${encodeId(id)}.json`);
-export const ipamDir = (l: Layout) => join(l.runDir, 'ipam');
-export const ipamLockPath = (l: Layout) => join(l.runDir, 'ipam.lock');
+export const pinRoot = (l: Layout) => joinPath(l.bpffs, 'taskwire');
+export const containerPinDir = (l: Layout, id: string) => joinPath(pinRoot(l), encodeId(id));
+export const pluginPinDir = (l: Layout, id: string, plugin: string) => joinPath(containerPinDir(l, id), plugin);
+export const recordDir = (l: Layout) => joinPath(l.runDir, 'containers');
+export const recordPath = (l: Layout, id: string) => joinPath(recordDir(l), `${encodeId(id)}.json`);
+export const ipamDir = (l: Layout) => joinPath(l.runDir, 'ipam');
+export const ipamLockPath = (l: Layout) => joinPath(l.runDir, 'ipam.lock');
 /**
  * Held shared while a hook creates or destroys a container, exclusive while gc decides a
  * container is dead and removes it: a container created under a reused id between the decision
  * and the removal would otherwise lose its state to gc. Taken before ipam.lock and
  * shared-objects.lock, never while holding either.
  */
-export const containersLockPath = (l: Layout) => join(l.runDir, 'containers.lock');
+export const containersLockPath = (l: Layout) => joinPath(l.runDir, 'containers.lock');
 /**
  * Held (exclusive, under the containers lock held shared) while a hook creates or destroys
  * container `id`: runc removes a container's state before it runs its poststop, so `runc run`
@@ -54,11 +54,11 @@ export const containersLockPath = (l: Layout) => join(l.runDir, 'containers.lock
  * exists while the lock is held or waited for (lib/state/lock.ts withTransientLock); gc removes
  * one a hook killed while holding it left.
  */
-export const containerLockPath = (l: Layout, id: string) => join(containerLocksDir(l), `${encodeId(id)}.lock`);
+export const containerLockPath = (l: Layout, id: string) => joinPath(containerLocksDir(l), `${encodeId(id)}.lock`);
 /** What is left in it when no hook runs was left by a hook killed while holding a lock (gc removes it). */
-export const containerLocksDir = (l: Layout) => join(l.runDir, 'locks');
+export const containerLocksDir = (l: Layout) => joinPath(l.runDir, 'locks');
 /** Where allocations were kept before they had a file each (lib/state/ipam.ts moves them). */
-export const legacyIpamPath = (l: Layout) => join(l.runDir, 'ipam.json');
+export const legacyIpamPath = (l: Layout) => joinPath(l.runDir, 'ipam.json');
 /** Shared, host-wide objects (named endpoint sets, policies) live beside the containers. */
-export const sharedPinDir = (l: Layout) => join(pinRoot(l), '_shared');
-export const sharedPluginPinDir = (l: Layout, plugin: string) => join(sharedPinDir(l), plugin);
+export const sharedPinDir = (l: Layout) => joinPath(pinRoot(l), '_shared');
+export const sharedPluginPinDir = (l: Layout, plugin: string) => joinPath(sharedPinDir(l), plugin);

@@ -4,7 +4,7 @@
  * at any instruction leaves a record that names everything it may have created.
  */
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../path';
 import { listDir, readJsonFile, writeFileAtomic } from './atomic';
 import { TaskwireError } from '../errors';
 import { decodeId, Layout, recordDir, recordPath } from './paths';
@@ -103,7 +103,7 @@ export function listRecords(l: Layout, damaged: DamagedRecord[] = []): Container
       const r = readRecord(l, id); // a name no valid id encodes to throws here too
       if (r) records.push(r); // else removed meanwhile
     } catch (err) {
-      damaged.push({ id, path: join(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : (err as Error).message });
+      damaged.push({ id, path: joinPath(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : (err as Error).message });
     }
   }
   return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt));

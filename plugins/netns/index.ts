@@ -9,7 +9,7 @@
  *   {"device":"auto|netkit|veth","ip6":"...|auto","ip4":"...|auto","mtu":1500,"services":[8126]}
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { ConfigError, TaskwireError } from '../../lib/errors';
 import { parseAnnotationJson } from '../../lib/host/annotation-json';
 import { definePlugin } from '../../lib/plugin';
@@ -134,7 +134,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
       const obj = BpfObject.open(bpfObjectPath(BPF_OBJECT), { skipPrograms: CGROUP_PROGS, reuseMaps: epsFd >= 0 ? { [EPS_MAP]: epsFd } : {} });
       try {
         if (epsFd < 0) obj.pinMap(EPS_MAP, shared.epsMapPath(layout));
-        const pin = (p: string) => join(ctx.pinDir, `link_${p}`);
+        const pin = (p: string) => joinPath(ctx.pinDir, `link_${p}`);
         if (attach === 'netkit') {
           nd.attachDeviceLink(obj.program(PROG.nkPrimary), pair.ifindex, nd.BPF_NETKIT_PRIMARY, pin(PROG.nkPrimary));
           nd.attachDeviceLink(obj.program(PROG.fromCtr), pair.ifindex, nd.BPF_NETKIT_PEER, pin(PROG.fromCtr));
@@ -143,7 +143,7 @@ export default definePlugin<NetnsConfig, NetnsHostSection, NetnsSummary>({
           nd.attachTcx(obj.program(PROG.fromCtr), pair.ifindex, 'ingress', pin(PROG.fromCtr));
           programs.push(`${PROG.fromCtr}@tcx-ingress`);
         } else {
-          nd.attachClsact(obj.program(PROG.fromCtr), pair.hostName, 'ingress', join(ctx.pinDir, `prog_${PROG.fromCtr}`));
+          nd.attachClsact(obj.program(PROG.fromCtr), pair.hostName, 'ingress', joinPath(ctx.pinDir, `prog_${PROG.fromCtr}`));
           programs.push(`${PROG.fromCtr}@clsact-ingress`);
         }
         if (tcx)

@@ -12,7 +12,7 @@
 import type { ReleaseContext } from '../../lib/resources';
 import type { Resource } from '../../lib/state/record';
 import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { BpfMap } from '../../lib/bpf/map';
 import { Layout, sharedPluginPinDir } from '../../lib/state/paths';
 import { withFileLock } from '../../lib/state/lock';
@@ -20,9 +20,9 @@ import { DamagedRecord, listRecords } from '../../lib/state/record';
 import { EPS_MAP } from './codec';
 
 export const sharedDir = (l: Layout) => sharedPluginPinDir(l, 'netns');
-export const epsMapPath = (l: Layout) => join(sharedDir(l), `map_${EPS_MAP}`);
-const lockPath = (l: Layout) => join(l.runDir, 'netns.lock');
-export const uplinkPinPath = (l: Layout, dev: string) => join(sharedDir(l), `link_up_${dev}`);
+export const epsMapPath = (l: Layout) => joinPath(sharedDir(l), `map_${EPS_MAP}`);
+const lockPath = (l: Layout) => joinPath(l.runDir, 'netns.lock');
+export const uplinkPinPath = (l: Layout, dev: string) => joinPath(sharedDir(l), `link_up_${dev}`);
 
 /** Runs fn under the netns lock with the shared map's fd, or -1 when fn must create and pin it. */
 export function withSharedState<T>(l: Layout, fn: (epsFd: number) => T): T {

@@ -15,7 +15,7 @@
  * createRuntime: exactly those (name, value) writes pass, unless bundleSysctls is "policy".
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { ConfigError } from '../../lib/errors';
 import { definePlugin } from '../../lib/plugin';
 import { isPolicyRef } from '../../lib/host/policy-file';
@@ -68,7 +68,7 @@ function annotationPolicy(value: string, ctx: { host: import('../../lib/host/con
 
 /** linux.sysctl of the bundle; a bundle without config.json (only in tests) sets none. */
 function readLinuxSysctl(bundle: string): Record<string, unknown> | undefined {
-  if (!existsSync(join(bundle, 'config.json'))) return undefined;
+  if (!existsSync(joinPath(bundle, 'config.json'))) return undefined;
   const { readBundleConfig } = require('../../lib/oci') as typeof import('../../lib/oci');
   return readBundleConfig(bundle).linux?.sysctl;
 }

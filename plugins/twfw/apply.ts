@@ -13,7 +13,8 @@
  * the generation) is the state file <runDir>/twfw/<id>.json, replaced atomically after a swap.
  */
 import { readFileSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { bpfObjectPath } from '../../lib/assets';
 import { BpfObject, OpenOptions } from '../../lib/bpf/object';
 import { BpfMap } from '../../lib/bpf/map';
@@ -61,8 +62,8 @@ export const PLUGIN = 'twfw';
 const KEPT_MAPS = [MAPS.events, MAPS.bucket, MAPS.socks];
 const GEN_MAPS = [MAPS.cnt, MAPS.rules];
 
-export const statePath = (l: Layout, id: string) => join(l.runDir, 'twfw', `${encodeId(id)}.json`);
-export const lockPath = (l: Layout, id: string) => join(l.runDir, 'twfw', `${encodeId(id)}.lock`);
+export const statePath = (l: Layout, id: string) => joinPath(l.runDir, 'twfw', `${encodeId(id)}.json`);
+export const lockPath = (l: Layout, id: string) => joinPath(l.runDir, 'twfw', `${encodeId(id)}.lock`);
 
 export function readState(l: Layout, id: string): TwfwState | undefined {
   try {
@@ -137,7 +138,7 @@ export function firstGeneration(l: Layout, section: TwfwSection, c: CompiledPoli
 
 /** Every pinned link held open with the program it ran before this apply: the way back. */
 function holdLinks(pinDir: string, held: PinnedLink[]): void {
-  for (const p of PROGRAMS) held.push(PinnedLink.open(join(pinDir, `link_${p}`)));
+  for (const p of PROGRAMS) held.push(PinnedLink.open(joinPath(pinDir, `link_${p}`)));
 }
 
 /**
@@ -159,10 +160,10 @@ export function applyLive(
     const next = change(cur);
     const c = next.compiled;
     const pinDir = pluginPinDir(l, id, PLUGIN);
-    const tmpPin = (m: string) => join(pinDir, `new_${m}`);
+    const tmpPin = (m: string) => joinPath(pinDir, `new_${m}`);
     const sets = prepareSets(l, section.sets ?? {}, [...new Set(c.setRules.map((r) => r.set))]);
-    const kept = KEPT_MAPS.map((m) => BpfMap.openPinned(join(pinDir, `map_${m}`)));
-    const oldGen = GEN_MAPS.map((m) => BpfMap.openPinned(join(pinDir, `map_${m}`)));
+    const kept = KEPT_MAPS.map((m) => BpfMap.openPinned(joinPath(pinDir, `map_${m}`)));
+    const oldGen = GEN_MAPS.map((m) => BpfMap.openPinned(joinPath(pinDir, `map_${m}`)));
     const held: PinnedLink[] = [];
     const switched: PinnedLink[] = [];
     const renamed: number[] = [];
@@ -185,7 +186,7 @@ export function applyLive(
         }
         // Publish the new generation's counters and rules over the old pins (same directory).
         GEN_MAPS.forEach((m, i) => {
-          renameSync(tmpPin(m), join(pinDir, `map_${m}`));
+          renameSync(tmpPin(m), joinPath(pinDir, `map_${m}`));
           renamed.push(i);
         });
         const state = newState(id, next.source, next.policy, next.faults, c, cur.generation + 1);
@@ -216,11 +217,11 @@ function rollBack(id: string, generation: number, pinDir: string, err: unknown, 
     if (errno) failed.push(`${basename(h.path)} (${errnoName(errno)})`);
   }
   for (const [m, old] of renamed) {
-    const tmp = join(pinDir, `old_${m}`);
+    const tmp = joinPath(pinDir, `old_${m}`);
     try {
       rmSync(tmp, { force: true });
       old.pin(tmp);
-      renameSync(tmp, join(pinDir, `map_${m}`));
+      renameSync(tmp, joinPath(pinDir, `map_${m}`));
     } catch {
       failed.push(`map_${m}`);
     }

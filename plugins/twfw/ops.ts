@@ -3,7 +3,7 @@
  * the policy or its faults. Kept apart from the commands so tests drive the same code.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { BpfMap } from '../../lib/bpf/map';
 import { u32 } from '../../lib/bpf/codec';
 import { ConfigError, TaskwireError } from '../../lib/errors';
@@ -47,8 +47,8 @@ function sumPerCpu<T extends Record<string, bigint>>(vals: T[] | undefined, fiel
 export function fwStats(l: Layout, id: string): FwStats {
   const st = mustState(l, id);
   const pinDir = pluginPinDir(l, id, PLUGIN);
-  const cnt = BpfMap.openPinned(join(pinDir, `map_${MAPS.cnt}`));
-  const bkt = BpfMap.openPinned(join(pinDir, `map_${MAPS.bucket}`));
+  const cnt = BpfMap.openPinned(joinPath(pinDir, `map_${MAPS.cnt}`));
+  const bkt = BpfMap.openPinned(joinPath(pinDir, `map_${MAPS.bucket}`));
   try {
     const rules = st.labels.map((rule, slot) => {
       const s = sumPerCpu(cnt.lookupPerCpu(u32, slot, counter), ['packets', 'bytes']);
@@ -114,14 +114,14 @@ export function faultClear(host: HostConfig, l: Layout, id: string): TwfwState {
 
 /** Containers with a twfw state file (monitor without an id follows them all). */
 export function twfwContainers(l: Layout): string[] {
-  const dir = join(l.runDir, 'twfw');
+  const dir = joinPath(l.runDir, 'twfw');
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.endsWith('.json') && f !== 'sets.json')
     .map((f) => decodeId(f.slice(0, -5)));
 }
 
-export const eventsPath = (l: Layout, id: string) => join(pluginPinDir(l, id, PLUGIN), `map_${MAPS.events}`);
+export const eventsPath = (l: Layout, id: string) => joinPath(pluginPinDir(l, id, PLUGIN), `map_${MAPS.events}`);
 
 const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
 const FLAG_NAMES = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg'];

@@ -10,7 +10,7 @@
  * `set update`, which wins until the host is rebooted (both the run dir and bpffs are volatile).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { joinPath } from '../../lib/path';
 import { ConfigError } from '../../lib/errors';
 import { BpfMap } from '../../lib/bpf/map';
 import { parseIp } from '../../lib/net/addr';
@@ -34,9 +34,9 @@ interface Registry {
   sets: Record<string, { bit: number; members: string[] }>;
 }
 
-export const setsMapPath = (l: Layout) => join(sharedPluginPinDir(l, 'twfw'), 'map_tw_fw_setmem');
-const registryPath = (l: Layout) => join(l.runDir, 'twfw', 'sets.json');
-const lockPath = (l: Layout) => join(l.runDir, 'twfw', 'sets.lock');
+export const setsMapPath = (l: Layout) => joinPath(sharedPluginPinDir(l, 'twfw'), 'map_tw_fw_setmem');
+const registryPath = (l: Layout) => joinPath(l.runDir, 'twfw', 'sets.json');
+const lockPath = (l: Layout) => joinPath(l.runDir, 'twfw', 'sets.lock');
 
 /** "10.0.0.5", "10.0.0.5:5432", "fd00::5", "[fd00::5]:5432". */
 export function parseEndpoint(text: string, what: string): Endpoint {
