@@ -72,6 +72,32 @@ describe('addresses', () => {
       { numRuns: 2000 },
     );
   });
+  test('accepts exactly what the C library does (inet_pton through node:net), on text built to be close to valid', () => {
+    const byLibc = (text: string) =>
+      (['ipv4', 'ipv6'] as const).some((family) => {
+        try {
+          return new SocketAddress({ address: text, family }).address !== undefined;
+        } catch {
+          return false;
+        }
+      });
+    const byUs = (text: string) => {
+      try {
+        parseIp(text, 'x');
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const group = fc.oneof(fc.stringMatching(/^[0-9a-fA-F]{0,5}$/), fc.constantFrom('', '0', '00', '255', '256', '01', '1.2.3.4', '1.2.3', '10.0.0.01', '1.2.3.4.5'));
+    const text = fc.oneof(
+      fc.array(group, { maxLength: 10 }).map((g) => g.join(':')),
+      fc.tuple(fc.array(group, { maxLength: 5 }), fc.array(group, { maxLength: 5 })).map(([a, b]) => `${a.join(':')}::${b.join(':')}`),
+      fc.stringMatching(/^[0-9a-f:.]{0,16}$/),
+      fc.array(fc.constantFrom('0', '1', '25', '255', '256', '01', '300', ''), { maxLength: 6 }).map((p) => p.join('.')),
+    );
+    fc.assert(fc.property(text, (t) => byUs(t) === byLibc(t)), { numRuns: 20000 });
+  });
   test('prefixes', () => {
     expect(() => parseCidr('10.0.0.0/33', 'x')).toThrow(/prefix length over 32/);
     const c = parseCidr('fd00:7a5c::/48', 'x');
