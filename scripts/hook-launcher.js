@@ -30,13 +30,20 @@ const stage = /^(createRuntime|prestart|poststop)$/.test(process.argv[2] || '') 
 const st = fs.statSync(bundle);
 const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${Math.floor(st.mtimeMs)}`;
 // A run that did real work (attach, detach) compiles far more than one that found nothing to do,
-// so each stage has two caches. "deep" serves runs whose OCI state names io.taskwire.*
+// so each stage has two kinds of cache. "deep" serves runs whose OCI state names io.taskwire.*
 // annotations, and is replaced as soon as such a run did work on a shallower cache (a first
 // poststop for an unknown container must not leave every later run half-cached). "shallow"
 // serves the rest, whatever they turn out to do (with applyToAll they attach too), and is never
-// started from the deep one: the cache written at its exit would carry all of the deep one's
-// code. The hook says it did work through globalThis.taskwireHookDidWork (lib/hook.ts).
-const cacheFor = (depth) => `${cacheDir}/${version}-${stage}-${depth}`;
+// written from a deep one: it would carry all of the deep one's code. The hook says it did work
+// through globalThis.taskwireHookDidWork (lib/hook.ts).
+//
+// A deep cache holds the code of the plugins that ran when it was made: an ip-per-task container
+// on a cache made by a twfw container compiled ip-per-task's code lazily on every run, 1.4 ms
+// more per createRuntime. So a deep cache's name ends with its plugins (`deep~ip-per-task+twfw`)
+// and a run naming a plugin it lacks writes the union at exit: on a host, the cache converges on
+// the plugins its containers use within a few containers.
+const shallowName = `${version}-${stage}-shallow`;
+const deepPrefix = `${version}-${stage}-deep~`;
 // The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
 // it is ASCII, and skipping UTF-8 decoding saves a copy.
 const source = fs.readFileSync(bundle, 'latin1');
@@ -60,31 +67,92 @@ if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.inclu
 const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
 const target = likelyDeep ? 'deep' : 'shallow';
 
+/** A plugin name as it may appear in a cache file's name (the hook refuses other annotations). */
+function isPluginName(name) {
+  if (name.length === 0 || name.length > 32) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) return false;
+  }
+  return true;
+}
+
+/** The plugins the state's io.taskwire.* annotations name, sorted; [] when it does not parse. */
+function pluginsNamed(state) {
+  let annotations;
+  try {
+    annotations = JSON.parse(state.toString('utf8')).annotations;
+  } catch {
+    return [];
+  }
+  if (!annotations || typeof annotations !== 'object') return [];
+  const out = [];
+  for (const key of Object.keys(annotations)) {
+    const name = key.slice('io.taskwire.'.length);
+    if (key.startsWith('io.taskwire.') && isPluginName(name)) out.push(name);
+  }
+  return out.sort();
+}
+
+const wanted = likelyDeep && stdin !== null ? pluginsNamed(stdin) : [];
 let cachedData;
 let cachedDepth = null;
-for (const depth of likelyDeep ? ['deep', 'shallow'] : ['shallow']) {
+let cachedFile = null;
+let cachedPlugins = [];
+if (likelyDeep) {
+  // The deep caches of this stage: one with every plugin named, else the one with the most.
+  let names = [];
   try {
-    cachedData = fs.readFileSync(cacheFor(depth));
-    cachedDepth = depth;
-    break;
+    names = fs.readdirSync(cacheDir);
+  } catch {
+    // no cache made yet
+  }
+  let best = null;
+  for (const f of names) {
+    if (!f.startsWith(deepPrefix) || f.endsWith('.tmp')) continue;
+    const plugins = f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : [];
+    const covers = wanted.every((p) => plugins.includes(p));
+    if (!best || (covers && !best.covers) || (covers === best.covers && plugins.length > best.plugins.length)) best = { f, plugins, covers };
+  }
+  if (best) {
+    try {
+      cachedData = fs.readFileSync(`${cacheDir}/${best.f}`);
+      cachedDepth = 'deep';
+      cachedFile = best.f;
+      cachedPlugins = best.plugins;
+    } catch {
+      // replaced meanwhile: run uncached this once
+    }
+  }
+}
+if (cachedDepth === null) {
+  try {
+    cachedData = fs.readFileSync(`${cacheDir}/${shallowName}`);
+    cachedDepth = 'shallow';
   } catch {
     // not made yet for this stage and bundle
   }
 }
 const script = new vm.Script(source, { filename: bundle, cachedData });
 if (script.cachedDataRejected) cachedDepth = null;
+const covered = cachedDepth === 'deep' && wanted.every((p) => cachedPlugins.includes(p));
 
-if (cachedDepth !== target) {
+if (cachedDepth !== target || (target === 'deep' && !covered)) {
   process.once('exit', () => {
     if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
-    if (depth === cachedDepth) return;
-    const cacheFile = cacheFor(depth);
+    if (depth === 'shallow' && cachedDepth !== null) return;
+    const plugins = depth === 'deep' ? [...new Set([...(cachedDepth === 'deep' ? cachedPlugins : []), ...wanted])].sort() : [];
+    const name = depth === 'deep' ? `${deepPrefix}${plugins.join('+')}` : shallowName;
+    const cacheFile = `${cacheDir}/${name}`;
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       // Caches of other bundles or Node versions go (two Node binaries running the hook on one
-      // host would replace each other's: slower, never wrong).
-      for (const f of fs.readdirSync(cacheDir)) if (!f.startsWith(version)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
+      // host would replace each other's: slower, never wrong), and so does the deep cache this
+      // one extends.
+      for (const f of fs.readdirSync(cacheDir)) {
+        if (!f.startsWith(version) || (f === cachedFile && f !== name)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
+      }
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
       fs.renameSync(tmp, cacheFile);
