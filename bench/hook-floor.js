@@ -2,7 +2,8 @@
  * The floor of the hook's stack, for bench/hook-latency.ts: what any hook built on Node, koffi
  * and pino pays before doing anything of its own. It reads the OCI state, loads koffi and makes
  * one bpf(2) call through libc (as the hook's common path does: lib/ffi.ts), writes one pino line
- * as the hook does (O_APPEND, synchronous), and exits; built and launched exactly like the hook
+ * as the hook does (O_APPEND, synchronous), and exits as the hook does (lib/process-exit.ts:
+ * _exit(2) once the 'exit' listeners ran); built and launched exactly like the hook
  * (scripts/bundle.js buildHook, the same launcher and code cache). No taskwire code: the hook's
  * figure minus this one is ours.
  */
@@ -11,7 +12,8 @@ const fs = require('node:fs');
 const input = globalThis.taskwireHookStdin?.data ?? fs.readFileSync(0);
 const state = JSON.parse(input.toString('utf8'));
 const koffi = require('koffi');
-const syscall = koffi.load('libc.so.6').func('long syscall(long number, ...)');
+const libc = koffi.load('libc.so.6');
+const syscall = libc.func('long syscall(long number, ...)');
 const path = Buffer.from('/sys/fs/bpf/taskwire-floor-nonexistent\0');
 const attr = Buffer.alloc(16);
 attr.writeBigUInt64LE(BigInt(koffi.address(path)), 0);
@@ -20,3 +22,6 @@ const pino = require('pino');
 const fd = fs.openSync(process.argv[3] || '/dev/null', 'a'); // `createRuntime <log file>`
 pino({ base: { pid: process.pid, id: state.id }, timestamp: pino.stdTimeFunctions.isoTime }, { write: (s) => fs.writeSync(fd, s) }).info('done');
 globalThis.taskwireHookDidWork = true;
+const exitImmediately = libc.func('void _exit(int status)');
+process.once('exit', () => exitImmediately(0));
+process.exit(0);

@@ -4,6 +4,7 @@
  * would cost a hook more start-up time than its work. */
 import { writeSync } from 'node:fs';
 import { runHook } from '../lib/hook';
+import { exitProcess } from '../lib/process-exit';
 
 const stderr = {
   write(s: string) {
@@ -16,9 +17,9 @@ const stderr = {
 };
 
 runHook(process.argv.slice(2), { stdin: 0, stderr, env: process.env }).then(
-  (code) => process.exit(code),
+  (code) => exitProcess(code),
   (err) => {
     stderr.write(`taskwire: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    exitProcess(1);
   },
 );

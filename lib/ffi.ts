@@ -7,6 +7,7 @@
  * callers use the checked wrappers in bpf/*.ts and never touch these tables' raw results.
  */
 import koffi from 'koffi';
+import { offerImmediateExit } from './process-exit';
 
 // Libraries open, and prototypes are parsed, at first call: the tables below name ~80 functions
 // of which a hook calls a dozen (parsing them all took ~1 ms of every hook), and a hook on the
@@ -148,7 +149,10 @@ export const libc = {
   mount: c.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
   syscall: c.func('long syscall(long number, ...)'),
   fcntl: c.func('int fcntl(int fd, int cmd, ...)'),
+  exitImmediately: c.func('void _exit(int status)'),
 };
+
+offerImmediateExit((code) => libc.exitImmediately(code));
 
 /*
  * bpf(2) directly, for the commands a hook issues on its common path (open a pinned object, pin,

@@ -131,10 +131,10 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
     const state = parseState(input.toString('utf8'));
     id = state.id;
     clock.mark('stdin');
-    const { taskwireAnnotations } = await import('./pipeline');
+    const { taskwireAnnotations } = await import('../plugins/index');
     const { appliesToAll, configPath, loadHostConfig, loadHostPaths, peekAppliesToAll } = await import('./host/config');
     const wanted = taskwireAnnotations(state.annotations).length > 0;
-    clock.mark('load pipeline');
+    clock.mark('load core');
 
     if (stage === 'poststop') {
       const host = loadHostPaths(configPath(parsed.config, io.env));

@@ -16,7 +16,7 @@ import { isoTime } from './time';
 import { containerLockPath, containerPinDir, containersLockPath, Layout, pluginPinDir } from './state/paths';
 import { withFileLock, withTransientLock } from './state/lock';
 import { ContainerRecord, readRecord, removeRecord, Resource, writeRecord } from './state/record';
-import { ANNOTATION_PREFIX, registry } from '../plugins/index';
+import { ANNOTATION_PREFIX, registry, taskwireAnnotations } from '../plugins/index';
 import type { BpfObject } from './bpf/object';
 
 export interface Selected {
@@ -24,10 +24,6 @@ export interface Selected {
   value: string;
   config: unknown;
   section: { enabled: boolean };
-}
-
-export function taskwireAnnotations(annotations: Record<string, string> | undefined): string[] {
-  return Object.keys(annotations ?? {}).filter((k) => k.startsWith(ANNOTATION_PREFIX));
 }
 
 /** Annotations → validated configs, in execution order. Throws ConfigError naming the annotation. */

@@ -22,6 +22,11 @@ export const registry: RegistryEntry[] = [
 
 export const ANNOTATION_PREFIX = 'io.taskwire.';
 
+/** The container's io.taskwire.* annotation keys. Here, not in lib/pipeline.ts: a hook for a container without any decides so before it loads the pipeline and the native layer. */
+export function taskwireAnnotations(annotations: Record<string, string> | undefined): string[] {
+  return Object.keys(annotations ?? {}).filter((k) => k.startsWith(ANNOTATION_PREFIX));
+}
+
 /**
  * Resource kinds that only a plugin knows how to undo, by kind, loaded when a record names one
  * (poststop and gc run without loading plugins). The core's own kinds are in lib/resources.ts.
