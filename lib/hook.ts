@@ -97,9 +97,14 @@ function parseHookArgs(argv: string[]): { positionals: string[]; config?: string
   return out;
 }
 
-/** Tells scripts/hook-launcher.js that this run went through real work: its code cache is worth keeping. */
-function markWorkDone(): void {
-  (globalThis as { taskwireHookDidWork?: boolean }).taskwireHookDidWork = true;
+/**
+ * Tells scripts/hook-launcher.js that this run went through real work, so its code cache is worth
+ * keeping, and which plugins ran (a createRuntime's cache is named by them).
+ */
+function markWorkDone(plugins: string[] = []): void {
+  const g = globalThis as { taskwireHookDidWork?: boolean; taskwireHookPlugins?: string[] };
+  g.taskwireHookDidWork = true;
+  g.taskwireHookPlugins = plugins;
 }
 
 export async function runHook(argv: string[], io: HookIo): Promise<number> {
@@ -185,7 +190,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       const container = resolveContainer(state);
       clock.mark('select plugins');
       const rec = createContainer({ container, host, log, selected, stage, deadline: started + host.hookTimeoutMs });
-      markWorkDone();
+      markWorkDone(selected.map((s) => s.def.name));
       clock.mark('create');
       log.debug({ phases: clock.phases }, 'timing');
       log.info({ plugins: rec.plugins.map((p) => p.name), ms: Date.now() - started }, 'container ready');

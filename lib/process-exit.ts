@@ -17,9 +17,18 @@ export function offerImmediateExit(exit: (code: number) => void): void {
   immediate = exit;
 }
 
+/**
+ * Node writes some of its output at teardown: coverage (NODE_V8_COVERAGE), --cpu-prof and
+ * --heap-prof profiles, V8's buffered --trace-* and --prof logs. A hook run with any of them
+ * (from its command line or NODE_OPTIONS) exits the usual way; a runtime runs `node hook.js`.
+ */
+function diagnosticsWanted(): boolean {
+  return process.execArgv.length > 0 || !!process.env.NODE_OPTIONS || !!process.env.NODE_V8_COVERAGE;
+}
+
 /** process.exit(code), ending in _exit(2) after the 'exit' listeners when the native layer is loaded. */
 export function exitProcess(code: number): never {
   const exit = immediate;
-  if (exit) process.once('exit', () => exit(code));
+  if (exit && !diagnosticsWanted()) process.once('exit', () => exit(typeof process.exitCode === 'number' ? process.exitCode : code));
   process.exit(code);
 }

@@ -37,11 +37,14 @@ const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${
 // written from a deep one: it would carry all of the deep one's code. The hook says it did work
 // through globalThis.taskwireHookDidWork (lib/hook.ts).
 //
-// A deep cache holds the code of the plugins that ran when it was made: an ip-per-task container
-// on a cache made by a twfw container compiled ip-per-task's code lazily on every run, 1.4 ms
-// more per createRuntime. So a deep cache's name ends with its plugins (`deep~ip-per-task+twfw`)
-// and a run naming a plugin it lacks writes the union at exit: on a host, the cache converges on
-// the plugins its containers use within a few containers.
+// A createRuntime's deep cache holds the code of the plugins that ran when it was made: an
+// ip-per-task container on a cache made by a twfw container compiled ip-per-task's code lazily
+// on every run, 1.4 ms more per createRuntime. So its name ends with the plugins that ran
+// (`deep~ip-per-task+twfw`, as lib/hook.ts reports them in globalThis.taskwireHookPlugins: never
+// names a container made up), and a run of a plugin it lacks writes the union at exit and then
+// removes the caches the union covers: on a host, the cache converges on the plugins its
+// containers use. The annotations only pick which cache to start from. poststop undoes records
+// without loading plugins: its deep cache has no plugin suffix.
 const shallowName = `${version}-${stage}-shallow`;
 const deepPrefix = `${version}-${stage}-deep~`;
 // The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
@@ -67,9 +70,9 @@ if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.inclu
 const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
 const target = likelyDeep ? 'deep' : 'shallow';
 
-/** A plugin name as it may appear in a cache file's name (the hook refuses other annotations). */
+/** A plugin name as it may appear in a cache file's name. */
 function isPluginName(name) {
-  if (name.length === 0 || name.length > 32) return false;
+  if (typeof name !== 'string' || name.length === 0 || name.length > 32) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) return false;
@@ -77,7 +80,7 @@ function isPluginName(name) {
   return true;
 }
 
-/** The plugins the state's io.taskwire.* annotations name, sorted; [] when it does not parse. */
+/** The plugins the state's io.taskwire.* annotations name, to choose a cache by; [] when it does not parse. */
 function pluginsNamed(state) {
   let annotations;
   try {
@@ -91,38 +94,39 @@ function pluginsNamed(state) {
     const name = key.slice('io.taskwire.'.length);
     if (key.startsWith('io.taskwire.') && isPluginName(name)) out.push(name);
   }
-  return out.sort();
+  return out;
 }
 
-const wanted = likelyDeep && stdin !== null ? pluginsNamed(stdin) : [];
+const byPlugin = stage === 'createRuntime' || stage === 'prestart';
+const pluginsOf = (f) => (f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : []);
+const deepCaches = () => {
+  try {
+    return fs.readdirSync(cacheDir).filter((f) => f.startsWith(deepPrefix) && !f.endsWith('.tmp'));
+  } catch {
+    return []; // no cache made yet
+  }
+};
+
+const wanted = byPlugin && likelyDeep && stdin !== null ? pluginsNamed(stdin) : [];
 let cachedData;
 let cachedDepth = null;
-let cachedFile = null;
 let cachedPlugins = [];
-if (likelyDeep) {
-  // The deep caches of this stage: one with every plugin named, else the one with the most.
-  let names = [];
-  try {
-    names = fs.readdirSync(cacheDir);
-  } catch {
-    // no cache made yet
-  }
+// The deep cache to start from: one with every plugin named, else the one with the most. Another
+// hook may replace it between the listing and the read: then the listing is taken again, once.
+for (let attempt = 0; likelyDeep && cachedDepth === null && attempt < 2; attempt++) {
   let best = null;
-  for (const f of names) {
-    if (!f.startsWith(deepPrefix) || f.endsWith('.tmp')) continue;
-    const plugins = f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : [];
+  for (const f of deepCaches()) {
+    const plugins = pluginsOf(f);
     const covers = wanted.every((p) => plugins.includes(p));
     if (!best || (covers && !best.covers) || (covers === best.covers && plugins.length > best.plugins.length)) best = { f, plugins, covers };
   }
-  if (best) {
-    try {
-      cachedData = fs.readFileSync(`${cacheDir}/${best.f}`);
-      cachedDepth = 'deep';
-      cachedFile = best.f;
-      cachedPlugins = best.plugins;
-    } catch {
-      // replaced meanwhile: run uncached this once
-    }
+  if (!best) break;
+  try {
+    cachedData = fs.readFileSync(`${cacheDir}/${best.f}`);
+    cachedDepth = 'deep';
+    cachedPlugins = best.plugins;
+  } catch {
+    // replaced meanwhile: list again
   }
 }
 if (cachedDepth === null) {
@@ -135,27 +139,29 @@ if (cachedDepth === null) {
 }
 const script = new vm.Script(source, { filename: bundle, cachedData });
 if (script.cachedDataRejected) cachedDepth = null;
-const covered = cachedDepth === 'deep' && wanted.every((p) => cachedPlugins.includes(p));
 
-if (cachedDepth !== target || (target === 'deep' && !covered)) {
+if (cachedDepth !== target || (target === 'deep' && byPlugin)) {
   process.once('exit', () => {
     if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === 'shallow' && cachedDepth !== null) return;
-    const plugins = depth === 'deep' ? [...new Set([...(cachedDepth === 'deep' ? cachedPlugins : []), ...wanted])].sort() : [];
+    const ran = byPlugin && Array.isArray(globalThis.taskwireHookPlugins) ? globalThis.taskwireHookPlugins.filter(isPluginName) : [];
+    if (depth === 'deep' && cachedDepth === 'deep' && ran.every((p) => cachedPlugins.includes(p))) return;
+    const plugins = depth === 'deep' ? [...new Set([...(cachedDepth === 'deep' ? cachedPlugins : []), ...ran])].sort() : [];
     const name = depth === 'deep' ? `${deepPrefix}${plugins.join('+')}` : shallowName;
     const cacheFile = `${cacheDir}/${name}`;
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-      // Caches of other bundles or Node versions go (two Node binaries running the hook on one
-      // host would replace each other's: slower, never wrong), and so does the deep cache this
-      // one extends.
-      for (const f of fs.readdirSync(cacheDir)) {
-        if (!f.startsWith(version) || (f === cachedFile && f !== name)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
-      }
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
       fs.renameSync(tmp, cacheFile);
+      // Then what this one replaces goes: caches of other bundles or Node versions (two Node
+      // binaries running the hook on one host would replace each other's: slower, never wrong),
+      // and this stage's deep caches whose plugins the new one has too.
+      for (const f of fs.readdirSync(cacheDir)) {
+        const covered = depth === 'deep' && f !== name && f.startsWith(deepPrefix) && !f.endsWith('.tmp') && pluginsOf(f).every((p) => plugins.includes(p));
+        if (!f.startsWith(version) || covered) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
+      }
     } catch {
       // read-only install: run uncached
     }

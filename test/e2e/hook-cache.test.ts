@@ -1,8 +1,8 @@
 /*
  * The hook launcher's code caches (scripts/hook-launcher.js), on a private build of the hook so
- * that the checkout's dist/.cache is left alone: a deep cache is named by the plugins that ran
- * when it was made, a run naming a plugin it lacks replaces it with the union, and a run it
- * covers writes nothing.
+ * that the checkout's dist/.cache is left alone: a createRuntime's deep cache is named by the
+ * plugins that ran when it was made, a run of a plugin it lacks replaces it with the union, a run
+ * it covers writes nothing, and no annotation ever names a cache.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, symlinkSync } from 'node:fs';
@@ -27,20 +27,24 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
   }, 60000);
   afterAll(runCleanups);
 
-  /** createRuntime of a new container through the private build; its exit code and stderr. */
-  async function create(annotations: Record<string, string>): Promise<{ id: string; code: number; stderr: string; stop: () => void }> {
-    const id = uniq('tw.cache');
-    const c = await cgroupWithProcess();
-    onCleanup(() => destroyContainer(host.layout, id, silentLog()));
-    const state = JSON.stringify({ ociVersion: '1.0.2', id, pid: c.pid, status: 'creating', bundle: '/tmp', annotations });
+  /** One stage of the private build's hook for `state`; its exit code and stderr. */
+  function run(stage: string, state: Record<string, unknown>): { code: number; stderr: string } {
     // The build lives outside the checkout: it is told where the BPF objects are.
-    const r = spawnSync(NODE, [join(dist, 'taskwire-hook.js'), 'createRuntime', '--config', host.configPath], {
-      input: state,
+    const r = spawnSync(NODE, [join(dist, 'taskwire-hook.js'), stage, '--config', host.configPath], {
+      input: JSON.stringify({ ociVersion: '1.0.2', status: 'creating', bundle: '/tmp', ...state }),
       env: { TASKWIRE_BPF_DIR: join(ROOT, 'build', 'bpf') },
       cwd: '/',
       encoding: 'utf8',
     });
-    return { id, code: r.status ?? -1, stderr: r.stderr, stop: () => emptyCgroup(c.cgroup) };
+    return { code: r.status ?? -1, stderr: r.stderr };
+  }
+
+  /** createRuntime of a new container through the private build. */
+  async function create(annotations: Record<string, string>): Promise<{ id: string; code: number; stderr: string; stop: () => void }> {
+    const id = uniq('tw.cache');
+    const c = await cgroupWithProcess();
+    onCleanup(() => destroyContainer(host.layout, id, silentLog()));
+    return { id, ...run('createRuntime', { id, pid: c.pid, annotations }), stop: () => emptyCgroup(c.cgroup) };
   }
 
   const caches = (stage: string) =>
@@ -50,7 +54,7 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
       .sort();
   const mtimes = () => readdirSync(join(dist, '.cache')).map((f) => `${f}@${statSync(join(dist, '.cache', f)).mtimeMs}`);
 
-  test('a deep cache grows to the union of the plugins its runs named, then stays', async () => {
+  test('a createRuntime's deep cache grows to the union of the plugins that ran, then stays', async () => {
     // The host's first ip-per-task container loads the shared object: an atypical run, no cache.
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
@@ -68,10 +72,18 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
     expect(mtimes()).toEqual(before);
   }, 60000);
 
-  test('a refused annotation names no cache', async () => {
+  test('a cache is never named after an annotation: a refused createRuntime writes none, poststop caches have no plugins', async () => {
     const r = await create({ 'io.taskwire.nosuch': '1' });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/no such taskwire plugin/);
-    expect(readdirSync(join(dist, '.cache')).filter((f) => f.includes('nosuch'))).toEqual([]);
+
+    // poststop undoes whatever a record says without loading plugins, whatever the annotations name.
+    const c = await create({ 'io.taskwire.ip-per-task': 'auto' });
+    expect(c.code).toBe(0);
+    c.stop();
+    const made = { 'io.taskwire.ip-per-task': 'auto', [`io.taskwire.${'a'.repeat(32)}`]: 'x' };
+    expect(run('poststop', { id: c.id, status: 'stopped', annotations: made })).toEqual({ code: 0, stderr: '' });
+    expect(caches('poststop')).toEqual(['deep~']);
+    expect(readdirSync(join(dist, '.cache')).filter((f) => /nosuch|aaaa/.test(f))).toEqual([]);
   }, 30000);
 });
