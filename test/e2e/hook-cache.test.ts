@@ -54,7 +54,7 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
       .sort();
   const mtimes = () => readdirSync(join(dist, '.cache')).map((f) => `${f}@${statSync(join(dist, '.cache', f)).mtimeMs}`);
 
-  test('a createRuntime's deep cache grows to the union of the plugins that ran, then stays', async () => {
+  test("a createRuntime's deep cache grows to the union of the plugins that ran, then stays", async () => {
     // The host's first ip-per-task container loads the shared object: an atypical run, no cache.
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
