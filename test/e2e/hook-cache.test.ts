@@ -12,6 +12,7 @@ import { emptyCgroup, NODE, onCleanup, ROOT, runCleanups, tempDir, testHost, Tes
 import { cgroupWithProcess } from '../helpers/task';
 import { destroyContainer } from '../../lib/pipeline';
 import { silentLog } from '../../lib/log';
+import { readRecord } from '../../lib/state/record';
 
 const { buildHook } = require('../../scripts/bundle.js') as { buildHook(entry: string, outDir: string): Promise<void> };
 
@@ -40,7 +41,7 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
   }
 
   /** createRuntime of a new container through the private build. */
-  async function create(annotations: Record<string, string>): Promise<{ id: string; code: number; stderr: string; stop: () => void }> {
+  async function create(annotations: Record<string, string>): Promise<{ id: string; code: number; stderr: string; stop: () => Promise<void> }> {
     const id = uniq('tw.cache');
     const c = await cgroupWithProcess();
     onCleanup(() => destroyContainer(host.layout, id, silentLog()));
@@ -80,9 +81,10 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
     // poststop undoes whatever a record says without loading plugins, whatever the annotations name.
     const c = await create({ 'io.taskwire.ip-per-task': 'auto' });
     expect(c.code).toBe(0);
-    c.stop();
+    await c.stop();
     const made = { 'io.taskwire.ip-per-task': 'auto', [`io.taskwire.${'a'.repeat(32)}`]: 'x' };
     expect(run('poststop', { id: c.id, status: 'stopped', annotations: made })).toEqual({ code: 0, stderr: '' });
+    expect(readRecord(host.layout, c.id)).toBeUndefined(); // it did undo the container: a deep run
     expect(caches('poststop')).toEqual(['deep~']);
     expect(readdirSync(join(dist, '.cache')).filter((f) => /nosuch|aaaa/.test(f))).toEqual([]);
   }, 30000);
