@@ -88,9 +88,11 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
   const records = listRecords(layout, damaged);
   // A damaged record's container may be alive: its pins and addresses are not orphans.
   const known = new Set([...records, ...damaged].map((r) => r.id));
+  const running: ContainerRecord[] = [];
   for (const r of records) {
     const state = recordedState(r);
-    if (state !== 'running') items.push({ id: r.id, why: state === 'gone' ? `cgroup ${r.cgroup} is gone` : `cgroup ${r.cgroup} has no process left` });
+    if (state === 'running') running.push(r);
+    else items.push({ id: r.id, why: state === 'gone' ? `cgroup ${r.cgroup} is gone` : `cgroup ${r.cgroup} has no process left` });
   }
   for (const enc of dirs) {
     const id = decodeId(enc);
@@ -100,7 +102,7 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
     if (!known.has(e.owner) && !items.some((i) => i.id === e.owner)) items.push({ id: e.owner, why: `address ${address} without a record` });
   // Loaded objects stay for the next container (lib/bpf/shared.ts); gc unloads those no live
   // container is linked from, such as earlier builds. After the dead, like the netns pins.
-  const used = liveSharedObjects(records);
+  const used = new Set(running.flatMap(sharedObjectsOf));
   const sets = listDir(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
   // What a damaged record links is unknown: no set is unloaded while one is there.
   for (const n of damaged.length ? [] : sets)

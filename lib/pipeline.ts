@@ -217,7 +217,7 @@ function create(layout: Layout, o: CreateOptions): ContainerRecord {
 
 export interface DestroyResult {
   found: boolean;
-  /** Left alone: its cgroup still has processes (DestroyOptions.unlessRunning). */
+  /** Left alone: the recorded container process still runs (DestroyOptions.unlessRunning). */
   running?: boolean;
   errors: Error[];
 }

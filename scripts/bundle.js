@@ -73,10 +73,10 @@ const pinoLean = {
 // as ES modules: esbuild scope-hoists ES modules, putting every function of every module in the
 // bundle's top scope, where V8 creates it on every start (and the code cache stores it) whether
 // the hook ever calls it or not. As CommonJS, a module the stage does not require is never
-// compiled: a createRuntime with one plugin touches a fraction of the code. The tests already
-// run the same sources as CommonJS (jest with swc), so the module semantics are the tested ones.
+// compiled: a createRuntime with one plugin touches a fraction of the code. The unit and
+// integration tests run the same sources as CommonJS too (jest with swc), the e2e tests this bundle.
 //
-// TypeScript's own emit (tsconfig.json's module commonjs) makes each export a plain property,
+// TypeScript's own emit, with tsconfig.json's options (module commonjs), makes each export a plain property,
 // `exports.f = f`. esbuild's and swc's CommonJS emit each carry their own copy of the interop
 // helpers and define every export as a getter, twice (__export, then __toCommonJS): about 30 µs of
 // property definitions per module loaded, 1.5 ms over a createRuntime's sixty (bench/README.md).
@@ -84,7 +84,8 @@ const lazyModules = {
   name: 'lazy-modules',
   setup(build) {
     const ts = require('typescript');
-    const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, isolatedModules: true };
+    const { config } = ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile);
+    const compilerOptions = { ...ts.convertCompilerOptionsFromJson(config.compilerOptions, root).options, isolatedModules: true, noEmit: false };
     build.onLoad({ filter: /\.ts$/ }, async (args) => {
       if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
       const text = await require('node:fs/promises').readFile(args.path, 'utf8');

@@ -43,8 +43,8 @@ const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${
 // (`deep~ip-per-task+twfw`, as lib/hook.ts reports them in globalThis.taskwireHookPlugins: never
 // names a container made up), and a run of a plugin it lacks writes the union at exit and then
 // removes the caches the union covers: on a host, the cache converges on the plugins its
-// containers use. The annotations only pick which cache to start from. poststop undoes records
-// without loading plugins: its deep cache has no plugin suffix.
+// containers use. poststop undoes records without loading plugins: its deep cache has no
+// plugin suffix.
 const shallowName = `${version}-${stage}-shallow`;
 const deepPrefix = `${version}-${stage}-deep~`;
 // The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
@@ -70,33 +70,6 @@ if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.inclu
 const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
 const target = likelyDeep ? 'deep' : 'shallow';
 
-/** A plugin name as it may appear in a cache file's name. */
-function isPluginName(name) {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 32) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) return false;
-  }
-  return true;
-}
-
-/** The plugins the state's io.taskwire.* annotations name, to choose a cache by; [] when it does not parse. */
-function pluginsNamed(state) {
-  let annotations;
-  try {
-    annotations = JSON.parse(state.toString('utf8')).annotations;
-  } catch {
-    return [];
-  }
-  if (!annotations || typeof annotations !== 'object') return [];
-  const out = [];
-  for (const key of Object.keys(annotations)) {
-    const name = key.slice('io.taskwire.'.length);
-    if (key.startsWith('io.taskwire.') && isPluginName(name)) out.push(name);
-  }
-  return out;
-}
-
 const byPlugin = stage === 'createRuntime' || stage === 'prestart';
 const pluginsOf = (f) => (f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : []);
 const deepCaches = () => {
@@ -107,24 +80,19 @@ const deepCaches = () => {
   }
 };
 
-const wanted = byPlugin && likelyDeep && stdin !== null ? pluginsNamed(stdin) : [];
 let cachedData;
 let cachedDepth = null;
 let cachedPlugins = [];
-// The deep cache to start from: one with every plugin named, else the one with the most. Another
-// hook may replace it between the listing and the read: then the listing is taken again, once.
+// The deep cache to start from: the one with the most plugins (a union replaces the caches it
+// covers, so there is usually one). Another hook may replace it between the listing and the
+// read: then the listing is taken again, once.
 for (let attempt = 0; likelyDeep && cachedDepth === null && attempt < 2; attempt++) {
-  let best = null;
-  for (const f of deepCaches()) {
-    const plugins = pluginsOf(f);
-    const covers = wanted.every((p) => plugins.includes(p));
-    if (!best || (covers && !best.covers) || (covers === best.covers && plugins.length > best.plugins.length)) best = { f, plugins, covers };
-  }
-  if (!best) break;
+  const best = deepCaches().reduce((a, f) => (a === null || pluginsOf(f).length > pluginsOf(a).length ? f : a), null);
+  if (best === null) break;
   try {
-    cachedData = fs.readFileSync(`${cacheDir}/${best.f}`);
+    cachedData = fs.readFileSync(`${cacheDir}/${best}`);
     cachedDepth = 'deep';
-    cachedPlugins = best.plugins;
+    cachedPlugins = pluginsOf(best);
   } catch {
     // replaced meanwhile: list again
   }
@@ -145,7 +113,7 @@ if (cachedDepth !== target || (target === 'deep' && byPlugin)) {
     if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === 'shallow' && cachedDepth !== null) return;
-    const ran = byPlugin && Array.isArray(globalThis.taskwireHookPlugins) ? globalThis.taskwireHookPlugins.filter(isPluginName) : [];
+    const ran = (byPlugin && globalThis.taskwireHookPlugins) || []; // the registry's names (lib/hook.ts)
     if (depth === 'deep' && cachedDepth === 'deep' && ran.every((p) => cachedPlugins.includes(p))) return;
     const plugins = depth === 'deep' ? [...new Set([...(cachedDepth === 'deep' ? cachedPlugins : []), ...ran])].sort() : [];
     const name = depth === 'deep' ? `${deepPrefix}${plugins.join('+')}` : shallowName;

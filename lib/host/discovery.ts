@@ -86,7 +86,6 @@ export function processStart(pid: number): string | undefined {
   return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
 }
 
-
 const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** Whether `dir` lies on a bpffs (one statfs(2), not a walk of the mount table). */

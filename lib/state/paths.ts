@@ -5,6 +5,7 @@
  *   <runDir>/containers/<enc id>.json                             the record of what was done
  *   <runDir>/ipam/<address>, <runDir>/ipam.lock                   address allocations, one file each
  *   <runDir>/containers.lock                                      held shared by hooks, exclusive by gc
+ *   <runDir>/locks/<enc id>.lock                                  held by the hook creating or destroying <id>
  *
  * Container ids come from whoever creates the container: they are validated (no path
  * separators, no leading dot, bounded length) and encoded reversibly ('.' and '%' as %XX).
