@@ -27,7 +27,20 @@ const cacheDir = `${__dirname}/.cache`;
 // The stage is argv[2] when the runtime calls us properly; anything else shares one file.
 const stage = /^(createRuntime|prestart|poststop)$/.test(process.argv[2] || '') ? process.argv[2] : 'other';
 
-const st = fs.statSync(bundle);
+// The bundle is read through one descriptor (its identity from fstat, no second path lookup)
+// into a buffer that the code cache then reuses: a fresh 300 KB buffer costs its page faults.
+const fd = fs.openSync(bundle, 'r');
+const st = fs.fstatSync(fd);
+let buffer = Buffer.allocUnsafeSlow(st.size);
+const readAll = (from, size) => {
+  let got = 0;
+  for (let n; got < size && (n = fs.readSync(from, buffer, got, size - got, got)) > 0; ) got += n;
+  return got;
+};
+// The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
+// it is ASCII, and skipping UTF-8 decoding saves a copy.
+const source = buffer.latin1Slice(0, readAll(fd, st.size));
+fs.closeSync(fd);
 const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${Math.floor(st.mtimeMs)}`;
 // A run that did real work (attach, detach) compiles far more than one that found nothing to do,
 // so each stage has two kinds of cache. "deep" serves runs whose OCI state names io.taskwire.*
@@ -37,19 +50,19 @@ const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${
 // written from a deep one: it would carry all of the deep one's code. The hook says it did work
 // through globalThis.taskwireHookDidWork (lib/hook.ts).
 //
-// A createRuntime's deep cache holds the code of the plugins that ran when it was made: an
-// ip-per-task container on a cache made by a twfw container compiled ip-per-task's code lazily
-// on every run, 1.4 ms more per createRuntime. So its name ends with the plugins that ran
-// (`deep~ip-per-task+twfw`, as lib/hook.ts reports them in globalThis.taskwireHookPlugins: never
-// names a container made up), and a run of a plugin it lacks writes the union at exit and then
-// removes the caches the union covers: on a host, the cache converges on the plugins its
-// containers use. poststop undoes records without loading plugins: its deep cache has no
-// plugin suffix.
+// A createRuntime runs the code of the plugins its container asks for, so its deep caches are
+// kept per set of plugins (`deep~ip-per-task+twfw`): a cache lacking a plugin left it compiling
+// that plugin's code lazily (1.4 ms more per hook), and one holding plugins the container does
+// not use made it deserialize their code (0.3 ms more for an ip-per-task container on a cache of
+// all five). The set is read from the annotation keys in the OCI state; a cache is only
+// ever named by a set the hook confirms it ran (globalThis.taskwireHookPlugins, the registry's
+// names), never by what a container wrote. poststop undoes records without loading plugins:
+// its deep cache has no plugin suffix.
 const shallowName = `${version}-${stage}-shallow`;
 const deepPrefix = `${version}-${stage}-deep~`;
-// The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
-// it is ASCII, and skipping UTF-8 decoding saves a copy.
-const source = fs.readFileSync(bundle, 'latin1');
+const byPlugin = stage === 'createRuntime' || stage === 'prestart';
+// Distinct plugin sets a host keeps caches for, per stage; the oldest go first.
+const MAX_DEEP_CACHES = 8;
 
 // The OCI state is read here, before the cache is chosen. It reaches lib/hook.ts as
 // globalThis.taskwireHookStdin ({ data, complete }: a descriptor that is not a plain blocking one
@@ -70,7 +83,12 @@ if (stage !== 'other' && !process.argv.includes('--help') && !process.argv.inclu
 const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
 const target = likelyDeep ? 'deep' : 'shallow';
 
-const byPlugin = stage === 'createRuntime' || stage === 'prestart';
+// The plugins the annotations ask for, by their keys ("io.taskwire.<name>": not a quote escaped
+// inside a value). Only a guess to choose a file by: the host may apply more to every container.
+const asked =
+  byPlugin && stdin !== null
+    ? [...new Set(Array.from(stdin.toString('latin1').matchAll(/(?<!\\)"io\.taskwire\.([a-z0-9-]+)"\s*:/g), (m) => m[1]))].sort()
+    : [];
 const pluginsOf = (f) => (f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : []);
 const deepCaches = () => {
   try {
@@ -79,56 +97,76 @@ const deepCaches = () => {
     return []; // no cache made yet
   }
 };
+// Only a cache of no other plugins than the asked ones: V8 writes every function it holds into
+// the cache made at exit, so a run started from a larger set would make this set's cache as
+// large. Of those, the one with the most plugins; an exact one is not written again.
+const fits = (f) => pluginsOf(f).every((p) => asked.includes(p));
+
+/** The file's contents in `buffer` (grown if it must be); undefined if it cannot be read. */
+function readCache(name) {
+  let cfd;
+  try {
+    cfd = fs.openSync(`${cacheDir}/${name}`, 'r');
+    const size = fs.fstatSync(cfd).size;
+    if (size > buffer.length) buffer = Buffer.allocUnsafeSlow(size);
+    return buffer.subarray(0, readAll(cfd, size));
+  } catch {
+    return undefined; // not made yet, or replaced meanwhile
+  } finally {
+    if (cfd !== undefined) fs.closeSync(cfd);
+  }
+}
 
 let cachedData;
 let cachedDepth = null;
-let cachedPlugins = [];
-// The deep cache to start from: the one with the most plugins (a union replaces the caches it
-// covers, so there is usually one). Another hook may replace it between the listing and the
-// read: then the listing is taken again, once.
+let cachedName = null;
+// Another hook may remove the chosen file between the listing and the read: then the listing is
+// taken again, once.
 for (let attempt = 0; likelyDeep && cachedDepth === null && attempt < 2; attempt++) {
-  const best = deepCaches().reduce((a, f) => (a === null || pluginsOf(f).length > pluginsOf(a).length ? f : a), null);
+  const best = deepCaches().reduce((a, f) => (fits(f) && (a === null || pluginsOf(f).length > pluginsOf(a).length) ? f : a), null);
   if (best === null) break;
-  try {
-    cachedData = fs.readFileSync(`${cacheDir}/${best}`);
-    cachedDepth = 'deep';
-    cachedPlugins = pluginsOf(best);
-  } catch {
-    // replaced meanwhile: list again
-  }
+  cachedData = readCache(best);
+  if (cachedData) [cachedDepth, cachedName] = ['deep', best];
 }
 if (cachedDepth === null) {
-  try {
-    cachedData = fs.readFileSync(`${cacheDir}/${shallowName}`);
-    cachedDepth = 'shallow';
-  } catch {
-    // not made yet for this stage and bundle
-  }
+  cachedData = readCache(shallowName);
+  if (cachedData) cachedDepth = 'shallow';
 }
+// V8 reads the cache during the compile and keeps no reference to the buffer.
 const script = new vm.Script(source, { filename: bundle, cachedData });
 if (script.cachedDataRejected) cachedDepth = null;
 
-if (cachedDepth !== target || (target === 'deep' && byPlugin)) {
+if (cachedDepth !== target || (target === 'deep' && byPlugin && cachedName !== `${deepPrefix}${asked.join('+')}`)) {
   process.once('exit', () => {
     if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === 'shallow' && cachedDepth !== null) return;
-    const ran = (byPlugin && globalThis.taskwireHookPlugins) || []; // the registry's names (lib/hook.ts)
-    if (depth === 'deep' && cachedDepth === 'deep' && ran.every((p) => cachedPlugins.includes(p))) return;
-    const plugins = depth === 'deep' ? [...new Set([...(cachedDepth === 'deep' ? cachedPlugins : []), ...ran])].sort() : [];
-    const name = depth === 'deep' ? `${deepPrefix}${plugins.join('+')}` : shallowName;
+    let name = shallowName;
+    if (depth === 'deep') {
+      // Named by the asked set only once the hook ran every plugin of it.
+      const ran = (byPlugin && globalThis.taskwireHookPlugins) || [];
+      if (!asked.every((p) => ran.includes(p))) return;
+      name = `${deepPrefix}${asked.join('+')}`;
+      if (name === cachedName) return;
+    }
     const cacheFile = `${cacheDir}/${name}`;
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
       fs.renameSync(tmp, cacheFile);
-      // Then what this one replaces goes: caches of other bundles or Node versions (two Node
-      // binaries running the hook on one host would replace each other's: slower, never wrong),
-      // and this stage's deep caches whose plugins the new one has too.
-      for (const f of fs.readdirSync(cacheDir)) {
-        const covered = depth === 'deep' && f !== name && f.startsWith(deepPrefix) && !f.endsWith('.tmp') && pluginsOf(f).every((p) => plugins.includes(p));
-        if (!f.startsWith(version) || covered) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
+      // Then what other bundles or Node versions made goes (two Node binaries running the hook on
+      // one host would replace each other's: slower, never wrong), orphaned temp files, and this
+      // stage's oldest deep caches past the bound.
+      const files = fs.readdirSync(cacheDir);
+      // A hook killed while writing leaves its temp file (named by its pid) to whoever writes next.
+      const orphan = (f) => f.endsWith('.tmp') && !fs.existsSync(`/proc/${f.split('.').at(-2)}`);
+      for (const f of files) if (!f.startsWith(version) || orphan(f)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
+      const deep = files.filter((f) => f.startsWith(deepPrefix) && !f.endsWith('.tmp'));
+      if (deep.length > MAX_DEEP_CACHES) {
+        const age = new Map(deep.map((f) => [f, fs.statSync(`${cacheDir}/${f}`, { throwIfNoEntry: false })?.mtimeMs ?? 0]));
+        deep.sort((a, b) => age.get(a) - age.get(b));
+        for (const f of deep.slice(0, deep.length - MAX_DEEP_CACHES)) if (f !== name) fs.rmSync(`${cacheDir}/${f}`, { force: true });
       }
     } catch {
       // read-only install: run uncached

@@ -1,11 +1,11 @@
 /*
  * The hook launcher's code caches (scripts/hook-launcher.js), on a private build of the hook so
- * that the checkout's dist/.cache is left alone: a createRuntime's deep cache is named by the
- * plugins that ran when it was made, a run of a plugin it lacks replaces it with the union, a run
- * it covers writes nothing, and no annotation ever names a cache.
+ * that the checkout's dist/.cache is left alone: a createRuntime's deep caches are kept per set
+ * of plugins asked for, a run whose set has one writes nothing, their number is bounded, and a
+ * cache is only ever named by plugins the hook ran.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
 import { emptyCgroup, NODE, onCleanup, ROOT, runCleanups, tempDir, testHost, TestHost, uniq } from '../helpers/kernel';
@@ -55,23 +55,52 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
       .sort();
   const mtimes = () => readdirSync(join(dist, '.cache')).map((f) => `${f}@${statSync(join(dist, '.cache', f)).mtimeMs}`);
 
-  test("a createRuntime's deep cache grows to the union of the plugins that ran, then stays", async () => {
+  test("a createRuntime's deep caches are kept per set of plugins asked for", async () => {
     // The host's first ip-per-task container loads the shared object: an atypical run, no cache.
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
     expect(caches('createRuntime')).toEqual(['deep~ip-per-task']);
 
-    // sysctl is not in that cache: this run compiles its code and writes the union in its place.
-    const s = await create({ 'io.taskwire.sysctl': 'read-only' });
-    expect(s).toMatchObject({ code: 0, stderr: '' });
-    expect(caches('createRuntime')).toEqual(['deep~ip-per-task+sysctl']);
+    // sysctl's code is not in that cache: this run compiles it and keeps a cache of its own.
+    expect(await create({ 'io.taskwire.sysctl': 'read-only' })).toMatchObject({ code: 0, stderr: '' });
+    expect(caches('createRuntime')).toEqual(['deep~ip-per-task', 'deep~sysctl']);
 
-    // Covered from now on: nothing is written again.
+    // Each set finds its own from now on: nothing is written again.
     const before = mtimes();
     expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
     expect((await create({ 'io.taskwire.sysctl': 'read-only' })).code).toBe(0);
     expect(mtimes()).toEqual(before);
+
+    // Both together are a third set.
+    expect((await create({ 'io.taskwire.sysctl': 'read-only', 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
+    expect(caches('createRuntime')).toEqual(['deep~ip-per-task', 'deep~ip-per-task+sysctl', 'deep~sysctl']);
   }, 60000);
+
+  test('at most eight sets are kept, the oldest go first; temp files of dead hooks go too', async () => {
+    const dir = join(dist, '.cache');
+    const real = readdirSync(dir).find((f) => f.endsWith('-createRuntime-deep~ip-per-task'))!;
+    const prefix = real.slice(0, -'ip-per-task'.length);
+    // Made long ago (a day per step back), for sets this test never asks for: eight in all.
+    const old = ['twfw', 'netns', 'netns+twfw', 'netns+sysctl', 'sysctl+twfw', 'netns+sysctl+twfw', 'localhost-redirect'].slice(0, 8 - caches('createRuntime').filter((c) => c.startsWith('deep~')).length);
+    expect(old.length).toBeGreaterThanOrEqual(2);
+    old.forEach((set, i) => {
+      copyFileSync(join(dir, real), join(dir, prefix + set));
+      const t = Date.now() / 1000 - 86400 * (old.length - i);
+      utimesSync(join(dir, prefix + set), t, t);
+    });
+    const dead = spawnSync('true').pid;
+    writeFileSync(join(dir, `${prefix}twfw.${dead}.tmp`), 'half a cache');
+
+    // Nine sets with this one: the oldest planted one goes, and the dead hook's temp file.
+    const r = await create({ 'io.taskwire.ip-per-task': 'auto', 'io.taskwire.localhost-redirect': 'true' });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const deep = caches('createRuntime').filter((c) => c.startsWith('deep~'));
+    expect(deep).toHaveLength(8);
+    expect(deep).toContain('deep~ip-per-task+localhost-redirect');
+    expect(deep).not.toContain('deep~twfw');
+    expect(deep).toContain('deep~netns');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  }, 30000);
 
   test('a cache is never named after an annotation: a refused createRuntime writes none, poststop caches have no plugins', async () => {
     const r = await create({ 'io.taskwire.nosuch': '1' });
