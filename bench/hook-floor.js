@@ -21,7 +21,12 @@ syscall(process.arch === 'arm64' ? 280 : 321, 'int', 7 /* BPF_OBJ_GET */, 'void 
 const pino = require('pino');
 const fd = fs.openSync(process.argv[3] || '/dev/null', 'a'); // `createRuntime <log file>`
 pino({ base: { pid: process.pid, id: state.id }, timestamp: pino.stdTimeFunctions.isoTime }, { write: (s) => fs.writeSync(fd, s) }).info('done');
+// Reported as the hook reports them (lib/hook.ts markWorkDone): the launcher keeps a
+// createRuntime's code cache only for plugins the run says it ran.
 globalThis.taskwireHookDidWork = true;
+globalThis.taskwireHookPlugins = Object.keys(state.annotations ?? {})
+  .filter((k) => k.startsWith('io.taskwire.'))
+  .map((k) => k.slice('io.taskwire.'.length));
 const exitImmediately = libc.func('void _exit(int status)');
 process.once('exit', () => exitImmediately(0));
 process.exit(0);
