@@ -72,15 +72,15 @@ function underCgroup2(dir: string): boolean {
  * netns plugin's count of users, must never take a container's state on a guess.
  */
 export function recordedState(rec: ContainerRecord): 'running' | 'stopped' | 'gone' {
-  if (!underCgroup2(rec.cgroup)) return 'running';
   let ino: bigint | undefined;
   try {
     ino = statSync(rec.cgroup, { bigint: true, throwIfNoEntry: false })?.ino;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'gone' : 'running';
+    if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') return 'running';
   }
-  if (ino === undefined || ino.toString() !== rec.cgroupId) return 'gone';
-  return cgroupPopulated(rec.cgroup) ? 'running' : 'stopped';
+  // Found as recorded: its own cgroup, wherever the mount. Only a miss needs the mount table.
+  if (ino !== undefined && ino.toString() === rec.cgroupId) return cgroupPopulated(rec.cgroup) ? 'running' : 'stopped';
+  return underCgroup2(rec.cgroup) ? 'gone' : 'running';
 }
 
 export function hostNetnsId(): string {

@@ -105,8 +105,9 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
   const used = new Set(running.flatMap(sharedObjectsOf));
   const sets = listDir(sharedObjectsDir(layout)).filter((n) => !isLoaderTemp(n));
   // What a damaged record links is unknown: no set is unloaded while one is there.
-  for (const n of damaged.length ? [] : sets)
-    if (!used.has(joinPath(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
+  if (!damaged.length)
+    for (const n of sets)
+      if (!used.has(joinPath(sharedObjectsDir(layout), n))) items.push({ id: `${SHARED_OBJECT_ITEM}${n}`, why: 'loaded BPF object no live container is linked from' });
   // Host-wide pins outlive their last user when its poststop never ran; last, after the dead.
   const netnsShared = require('../plugins/netns/shared') as typeof import('../plugins/netns/shared');
   if (existsSync(netnsShared.sharedDir(layout)) && netnsShared.netnsUsers(layout).length === 0)

@@ -40,7 +40,7 @@ function appendTo(fd: number): { write(line: string): void } {
 
 /** Timestamps as pino's isoTime writes them, without its toISOString (lib/time.ts). */
 export function openLog(file: string | null, level: string, bindings: Record<string, unknown> = {}): Logger {
-  if (!file || level === 'silent') return pino({ level: 'silent', base: null }, nowhere);
+  if (!file || level === 'silent') return silentLog();
   let fd: number;
   try {
     mkdirSync(dirname(file), { recursive: true });

@@ -86,8 +86,9 @@ export function createContainer(o: CreateOptions): ContainerRecord {
 function create(layout: Layout, o: CreateOptions): ContainerRecord {
   const { container: c } = o;
   const stale = readRecord(layout, c.id);
-  // Two runtimes (or two runc --root) may each run a container of this id on one host.
-  if (stale && stale.cgroupId !== c.cgroupId.toString() && stillRuns(stale))
+  // Two runtimes (or two runc --root) may each run a container of this id on one host; the
+  // recorded process, not its cgroup, tells whether the record is this very container's.
+  if (stale && (stale.pid !== c.pid || stale.pidStart !== c.pidStart) && stillRuns(stale))
     throw new TaskwireError('STATE', `the id is taken: a running container has it (process ${stale.pid} in cgroup ${stale.cgroup}, since ${stale.createdAt}); delete that one first`);
   if (stale) {
     o.log.warn({ stale: stale.createdAt }, 'a record of an earlier container with this id remained; undoing it first');

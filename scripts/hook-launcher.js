@@ -82,32 +82,27 @@ const likelyDeep = stdin === null || stdin.includes('io.taskwire.');
 const target = likelyDeep ? 'deep' : 'shallow';
 
 // The plugins the annotations ask for, by their keys ("io.taskwire.<name>": not a quote escaped
-// inside a value). Only a guess to choose a file by: the host may apply more to every container.
+// inside a value). Only a guess to choose a file by: the host may apply more to every container,
+// and a key the runtime wrote escaped is missed (a cache then holds more than its name says).
 const asked =
-  byPlugin && stdin !== null
+  byPlugin && likelyDeep && stdin !== null
     ? [...new Set(Array.from(stdin.toString('latin1').matchAll(/(?<!\\)"io\.taskwire\.([a-z0-9-]+)"\s*:/g), (m) => m[1]))].sort()
     : [];
+const exactName = `${deepPrefix}${asked.join('+')}`;
 const pluginsOf = (f) => (f.length > deepPrefix.length ? f.slice(deepPrefix.length).split('+') : []);
-const deepCaches = () => {
-  try {
-    return fs.readdirSync(cacheDir).filter((f) => f.startsWith(deepPrefix) && !f.endsWith('.tmp'));
-  } catch {
-    return []; // no cache made yet
-  }
-};
-// Only a cache of no other plugins than the asked ones: V8 writes every function it holds into
-// the cache made at exit, so a run started from a larger set would make this set's cache as
-// large. Of those, the one with the most plugins; an exact one is not written again.
-const fits = (f) => pluginsOf(f).every((p) => asked.includes(p));
+// Caches are removed oldest first (below): one in use is kept young, at most a write a day.
+const DAY_MS = 86400000;
 
 /** The file's contents in `buffer` (grown if it must be); undefined if it cannot be read. */
 function readCache(name) {
   let cfd;
   try {
     cfd = fs.openSync(`${cacheDir}/${name}`, 'r');
-    const size = fs.fstatSync(cfd).size;
-    if (size > buffer.length) buffer = Buffer.allocUnsafeSlow(size);
-    return buffer.subarray(0, readAll(cfd, size));
+    const st = fs.fstatSync(cfd);
+    if (st.size > buffer.length) buffer = Buffer.allocUnsafeSlow(st.size);
+    const data = buffer.subarray(0, readAll(cfd, st.size));
+    if (Date.now() - st.mtimeMs > DAY_MS) fs.futimesSync(cfd, new Date(), new Date());
+    return data;
   } catch {
     return undefined; // not made yet, or replaced meanwhile
   } finally {
@@ -115,38 +110,57 @@ function readCache(name) {
   }
 }
 
+/**
+ * Without an exact cache, the largest of no other plugins than the asked ones: V8 writes every
+ * function it holds into the cache made at exit, so a run started from a larger set would make
+ * this set's cache as large.
+ */
+function bestSubset() {
+  let files = [];
+  try {
+    files = fs.readdirSync(cacheDir);
+  } catch {
+    return null; // no cache made yet
+  }
+  let best = null;
+  let size = -1;
+  for (const f of files) {
+    if (!f.startsWith(deepPrefix) || f.endsWith('.tmp')) continue;
+    const plugins = pluginsOf(f);
+    if (plugins.length > size && plugins.every((p) => asked.includes(p))) [best, size] = [f, plugins.length];
+  }
+  return best;
+}
+
 let cachedData;
 let cachedDepth = null;
 let cachedName = null;
-// Another hook may remove the chosen file between the listing and the read: then the listing is
-// taken again, once.
-for (let attempt = 0; likelyDeep && cachedDepth === null && attempt < 2; attempt++) {
-  const best = deepCaches().reduce((a, f) => (fits(f) && (a === null || pluginsOf(f).length > pluginsOf(a).length) ? f : a), null);
-  if (best === null) break;
-  cachedData = readCache(best);
-  if (cachedData) [cachedDepth, cachedName] = ['deep', best];
+if (likelyDeep) {
+  cachedName = exactName;
+  cachedData = readCache(exactName);
+  // A subset's file may go between the listing and the read (another hook's eviction): then none.
+  if (!cachedData && byPlugin && (cachedName = bestSubset()) !== null) cachedData = readCache(cachedName);
+  if (cachedData) cachedDepth = 'deep';
+  else cachedName = null;
 }
 if (cachedDepth === null) {
   cachedData = readCache(shallowName);
   if (cachedData) cachedDepth = 'shallow';
 }
-// V8 reads the cache during the compile and keeps no reference to the buffer.
+// V8 reads the cache during the compile and keeps no reference to the buffer. A cache it
+// rejects (damaged, other V8 flags) counts as none, so this run writes a good one in its place.
 const script = new vm.Script(source, { filename: bundle, cachedData });
-if (script.cachedDataRejected) cachedDepth = null;
+if (script.cachedDataRejected) cachedDepth = cachedName = null;
 
-if (cachedDepth !== target || (target === 'deep' && byPlugin && cachedName !== `${deepPrefix}${asked.join('+')}`)) {
+if (cachedDepth !== target || (target === 'deep' && cachedName !== exactName)) {
   process.once('exit', () => {
     if (globalThis.taskwireHookColdRun) return; // loaded a host-wide object (lib/bpf/shared.ts): atypical code
     const depth = likelyDeep && !globalThis.taskwireHookDidWork ? 'shallow' : target;
     if (depth === 'shallow' && cachedDepth !== null) return;
-    let name = shallowName;
-    if (depth === 'deep') {
-      // Named by the asked set only once the hook ran every plugin of it.
-      const ran = (byPlugin && globalThis.taskwireHookPlugins) || [];
-      if (!asked.every((p) => ran.includes(p))) return;
-      name = `${deepPrefix}${asked.join('+')}`;
-      if (name === cachedName) return;
-    }
+    // A deep cache is named by the asked set only once the hook ran every plugin of it.
+    const ran = (byPlugin && globalThis.taskwireHookPlugins) || [];
+    if (depth === 'deep' && !asked.every((p) => ran.includes(p))) return;
+    const name = depth === 'deep' ? exactName : shallowName;
     const cacheFile = `${cacheDir}/${name}`;
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
@@ -155,10 +169,19 @@ if (cachedDepth !== target || (target === 'deep' && byPlugin && cachedName !== `
       fs.renameSync(tmp, cacheFile);
       // Then what other bundles or Node versions made goes (two Node binaries running the hook on
       // one host would replace each other's: slower, never wrong), orphaned temp files, and this
-      // stage's oldest deep caches past the bound.
+      // stage's least recently used deep caches past the bound.
       const files = fs.readdirSync(cacheDir);
-      // A hook killed while writing leaves its temp file (named by its pid) to whoever writes next.
-      const orphan = (f) => f.endsWith('.tmp') && !fs.existsSync(`/proc/${f.split('.').at(-2)}`);
+      // A hook killed while writing leaves its temp file (named by its pid) to whoever writes next:
+      // lib/state/atomic.ts abandonedTempFiles's rule, which this file (run before the bundle,
+      // outside it) cannot import.
+      const alive = (pid) => {
+        try {
+          return process.kill(pid, 0) || true;
+        } catch (err) {
+          return err.code === 'EPERM';
+        }
+      };
+      const orphan = (f) => f.endsWith('.tmp') && !alive(Number(f.split('.').at(-2)));
       for (const f of files) if (!f.startsWith(version) || orphan(f)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
       const deep = files.filter((f) => f.startsWith(deepPrefix) && !f.endsWith('.tmp'));
       if (deep.length > MAX_DEEP_CACHES) {

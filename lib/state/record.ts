@@ -59,7 +59,9 @@ export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
   try {
     r = readJsonFile<unknown>(path);
   } catch (err) {
-    throw new DamagedRecordError(path, (err as Error).message);
+    // Only what the file holds makes it damaged; a read that failed (EACCES, EIO) says so itself.
+    if (err instanceof SyntaxError) throw new DamagedRecordError(path, err.message);
+    throw err;
   }
   if (r === undefined) return undefined;
   if (!recordShaped(r, id)) throw new DamagedRecordError(path, `not a taskwire record of container ${JSON.stringify(id)}`);

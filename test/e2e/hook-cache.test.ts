@@ -76,6 +76,14 @@ describePrivileged('the hook launcher caches compiled code per set of plugins', 
     expect(caches('createRuntime')).toEqual(['deep~ip-per-task', 'deep~ip-per-task+sysctl', 'deep~sysctl']);
   }, 60000);
 
+  test('a cache V8 rejects is written again by the next run that uses it', async () => {
+    const dir = join(dist, '.cache');
+    const file = readdirSync(dir).find((f) => f.endsWith('-createRuntime-deep~ip-per-task'))!;
+    writeFileSync(join(dir, file), 'not a code cache');
+    expect((await create({ 'io.taskwire.ip-per-task': 'auto' })).code).toBe(0);
+    expect(statSync(join(dir, file)).size).toBeGreaterThan(100000);
+  }, 30000);
+
   test('at most eight sets are kept, the oldest go first; temp files of dead hooks go too', async () => {
     const dir = join(dist, '.cache');
     const real = readdirSync(dir).find((f) => f.endsWith('-createRuntime-deep~ip-per-task'))!;
