@@ -16,12 +16,12 @@
  * file stays as ipam.json.migrated. A taskwire older than this one reads only ipam.json: going
  * back to it while containers run needs their allocations moved back by hand.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { joinPath } from '../path';
 import { TaskwireError } from '../errors';
 import { Cidr, cidrToString, nthAddress, parseIp, prefixSize } from '../net/addr';
 import { isoTime } from '../time';
-import { readJsonFile, writeFileAtomic } from './atomic';
+import { listDir, readJsonFile, writeFileAtomic } from './atomic';
 import { withFileLock } from './lock';
 import { ipamDir, ipamLockPath, Layout, legacyIpamPath } from './paths';
 
@@ -91,11 +91,11 @@ function locked<T>(l: Layout, fn: () => T): T {
 export function ipamEntries(l: Layout): IpamState {
   // The old file first: a migration between the two reads then cannot hide an allocation.
   const out: IpamState = legacyEntries(l);
-  let names: string[] = [];
+  let names: string[];
   try {
-    names = readdirSync(ipamDir(l)).filter(isEntryName);
+    names = listDir(ipamDir(l)).filter(isEntryName);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new TaskwireError('IPAM', `address allocations ${ipamDir(l)} are unreadable: ${(err as Error).message}`);
+    throw new TaskwireError('IPAM', `address allocations ${ipamDir(l)} are unreadable: ${(err as Error).message}`);
   }
   for (const n of names) {
     try {
