@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     method:
       `Operations per second of a C loop (bench/datapath.c: ${COUNT.tcp} TCP socket+connect+accept+close, or ${COUNT.udp} ` +
       `unconnected 64-byte sendto) in a cgroup with ip-per-task attached by the real hook, against the same loop in a plain ` +
-      `cgroup, both to the task's own addresses on lo; ${n} interleaved rounds. Ratios are per round (median, IQR); ` +
+      `cgroup, both to the task's own addresses on lo; ${n} interleaved rounds. Ratios are per round (median, its 95% confidence interval, IQR; a goal whose bound lies inside the interval is "on the line"); ` +
       `above 1 means the ip-per-task cgroup was faster. For UDP over IPv4, two more cgroups carry bench/udp4-floor.bpf.c's ` +
       `programs: an empty sendmsg4 program, and one that only sets the source (to the destination, the address the kernel ` +
       `picks itself for a local destination, so that only the kernel's check of a given source differs): the floor under ` +

@@ -2,8 +2,9 @@
  * Shared benchmark helpers. Every figure taskwire publishes is a ratio against a baseline taken
  * in the same run, in interleaved rounds: this machine is shared and its load drifts by a factor
  * of two within a minute, so absolute times mean little, while a subject and its baseline run
- * seconds apart see the same load. Per-round ratios (paired) are summarised by their median and
- * interquartile range.
+ * seconds apart see the same load. Per-round ratios (paired) are summarised by their median, its
+ * 95% confidence interval and the interquartile range; a goal is judged with the interval
+ * (bench/stats.ts).
  *
  * Results go to bench/results/<name>.json (all samples) and to one section of
  * bench/results/README.md (the table the project README links to).
@@ -14,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { runCleanups, onCleanup, tempDir, testHost, TestHost } from '../test/helpers/kernel';
+import { medianInterval, MedianInterval, stats, Stats, verdict, Verdict } from './stats';
 
 export { onCleanup, runCleanups };
 
@@ -28,30 +30,8 @@ export function rounds(fallback: number): number {
   return Number.isInteger(n) && n > 0 ? n : fallback;
 }
 
-export interface Stats {
-  n: number;
-  median: number;
-  q1: number;
-  q3: number;
-  iqr: number;
-  min: number;
-  max: number;
-}
-
-function quantile(sorted: number[], q: number): number {
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
-}
-
-export function stats(samples: number[]): Stats {
-  if (samples.length === 0) throw new Error('no samples');
-  const s = [...samples].sort((a, b) => a - b);
-  const q1 = quantile(s, 0.25);
-  const q3 = quantile(s, 0.75);
-  return { n: s.length, median: quantile(s, 0.5), q1, q3, iqr: q3 - q1, min: s[0], max: s[s.length - 1] };
-}
+export { stats } from './stats';
+export type { Stats } from './stats';
 
 /** Wall time of fn in milliseconds. */
 export function timeMs(fn: () => void): number {
@@ -119,25 +99,36 @@ export interface Ratio {
   /** Per-round subject/baseline. */
   ratio: Stats;
   unit: string;
+  /** 95% confidence interval of the median ratio (bench/stats.ts), when there are enough rounds. */
+  ci?: MedianInterval;
   /** The goal, as a bound on the median ratio. */
   goal?: { op: '<=' | '>='; value: number };
+  /** The median is within the goal. */
   met?: boolean;
+  /** The goal judged with the interval: 'on the line' when the bound lies inside it. */
+  verdict?: Verdict;
 }
 
 /** Pairs round i of subject with round i of baseline. */
 export function ratio(label: string, subject: number[], baseline: number[], unit: string, goal?: Ratio['goal']): Ratio {
   if (subject.length !== baseline.length) throw new Error(`${label}: ${subject.length} vs ${baseline.length} samples`);
-  const r = stats(subject.map((s, i) => s / baseline[i]));
+  const ratios = subject.map((s, i) => s / baseline[i]);
+  const r = stats(ratios);
+  const ci = medianInterval(ratios);
   const met = goal ? (goal.op === '<=' ? r.median <= goal.value : r.median >= goal.value) : undefined;
-  return { label, subject: stats(subject), baseline: stats(baseline), ratio: r, unit, goal, met };
+  return { label, subject: stats(subject), baseline: stats(baseline), ratio: r, ci, unit, goal, met, verdict: goal && verdict(goal, r.median, ci) };
 }
 
 const fmt = (x: number, d = 2) => (Math.abs(x) >= 1000 ? x.toFixed(0) : x.toFixed(d));
 
+const ciText = (r: Ratio) => (r.ci ? `${r.ci.lo.toFixed(2)}-${r.ci.hi.toFixed(2)}` : '');
+const verdictText = (r: Ratio) => (r.verdict === 'not met' ? 'NOT met' : (r.verdict ?? ''));
+
 export function ratioLine(r: Ratio): string {
-  const goal = r.goal ? `; goal ${r.goal.op} ${r.goal.value}: ${r.met ? 'met' : 'NOT met'}` : '';
+  const goal = r.goal ? `; goal ${r.goal.op} ${r.goal.value}: ${verdictText(r)}` : '';
+  const ci = r.ci ? `, 95% CI ${ciText(r)}` : '';
   return (
-    `${r.label}: ${r.ratio.median.toFixed(2)}x (median of ${r.ratio.n}, IQR ${r.ratio.q1.toFixed(2)}-${r.ratio.q3.toFixed(2)}; ` +
+    `${r.label}: ${r.ratio.median.toFixed(2)}x (median of ${r.ratio.n}${ci}, IQR ${r.ratio.q1.toFixed(2)}-${r.ratio.q3.toFixed(2)}; ` +
     `${fmt(r.subject.median)} vs ${fmt(r.baseline.median)} ${r.unit}${goal})`
   );
 }
@@ -170,15 +161,16 @@ function mdTable(rows: string[][]): string {
 
 function section(r: Report, when: string): string {
   const rows = [
-    ['measure', 'ratio (median)', 'IQR', 'subject median', 'baseline median', 'goal', ''],
+    ['measure', 'ratio (median)', '95% CI of the median', 'IQR', 'subject median', 'baseline median', 'goal', ''],
     ...r.ratios.map((x) => [
       x.label,
       `${x.ratio.median.toFixed(2)}x`,
+      ciText(x),
       `${x.ratio.q1.toFixed(2)}-${x.ratio.q3.toFixed(2)}`,
       `${fmt(x.subject.median)} ${x.unit}`,
       `${fmt(x.baseline.median)} ${x.unit}`,
       x.goal ? `${x.goal.op} ${x.goal.value}` : '',
-      x.goal ? (x.met ? 'met' : '**not met**') : '',
+      x.verdict === 'not met' ? '**not met**' : (x.verdict ?? ''),
     ]),
   ];
   const m = machine();

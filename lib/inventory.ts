@@ -15,7 +15,7 @@ import { abandonedTempFiles, listDir, processAlive, tempWriter } from './state/a
 import { ipamEntries } from './state/ipam';
 import { releaseAll } from './resources';
 import { containerLocksDir, containerPinDir, containersLockPath, decodeId, Layout, pinRoot } from './state/paths';
-import { withFileLock } from './state/lock';
+import { isLockHeld, withFileLock } from './state/lock';
 import { ContainerRecord, DamagedRecord, listRecords, readRecord } from './state/record';
 
 export interface ContainerView {
@@ -116,9 +116,11 @@ function survey(layout: Layout): { items: GcItem[]; damaged: DamagedRecord[] } {
   // and the directories in it (records, allocations, plugins' state).
   for (const dir of runDirs(layout))
     for (const t of abandonedTempFiles(dir)) items.push({ id: `${TEMP_ITEM}${relative(layout.runDir, t.path)}`, why: `temp file of process ${t.pid}, which is gone` });
-  // Hooks unlink their id lock as they let go of it: one there now may be held (gc checks again
-  // under the containers lock, when no hook can hold one) or was left by a hook killed holding it.
-  for (const name of listDir(containerLocksDir(layout))) items.push({ id: `${LOCK_ITEM}${name}`, why: 'id lock file: left by a hook killed while holding it, or in use until gc holds the containers lock' });
+  // Hooks unlink their id lock as they let go of it: one there now is held by a hook at work
+  // (not listed), or was left by a hook killed holding it (the kernel let go of its lock). gc
+  // removes it under the containers lock, when no hook can be taking it.
+  for (const name of listDir(containerLocksDir(layout)))
+    if (!isLockHeld(joinPath(containerLocksDir(layout), name))) items.push({ id: `${LOCK_ITEM}${name}`, why: 'id lock file left by a hook killed while holding it' });
   return { items, damaged };
 }
 

@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { RingBuffer } from '../../lib/bpf/ringbuf';
+import { oneLine, TaskwireError } from '../../lib/errors';
 import type { EventSource, MonitorEvent } from '../../lib/events';
 import { eventSources } from '../../plugins/event-sources';
 import { cliContext } from '../context';
@@ -47,10 +48,26 @@ export function registerMonitor(program: Command): void {
         if (o.count && ++seen >= o.count) done = true;
       };
 
+      // A container whose state cannot be decoded (a damaged file) is named once and skipped:
+      // the others' events go on.
+      const unreadable = new Set<string>();
+      const decoderOf = (source: EventSource, c: string, key: string) => {
+        try {
+          const d = source.decoder(layout, c);
+          unreadable.delete(key);
+          return d;
+        } catch (err) {
+          if (!(err instanceof TaskwireError)) throw err;
+          if (!unreadable.has(key)) process.stderr.write(`taskwire: ${c}: ${source.plugin} events skipped: ${oneLine(err)}\n`);
+          unreadable.add(key);
+          return undefined;
+        }
+      };
+
       const open = (source: EventSource, c: string) => {
         const key = `${source.plugin}\0${c}`;
         const path = source.ringPath(layout, c);
-        const decode = existsSync(path) ? source.decoder(layout, c) : undefined;
+        const decode = existsSync(path) ? decoderOf(source, c, key) : undefined;
         const cur = readers.get(key);
         if (cur) {
           if (decode) cur.decode = decode;

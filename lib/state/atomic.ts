@@ -99,6 +99,21 @@ export function readJsonFile<T>(path: string): T | undefined {
   }
 }
 
+/**
+ * readJsonFile for a state file whose loss would do harm: one that is there but does not parse
+ * (damaged by hand or by the disk) is never read as absent, since the next write would then
+ * replace what it held with a fresh start. `damaged` makes the error for the caller's kind of file.
+ */
+export function readStateFile<T>(path: string, damaged: (detail: string) => Error): T | undefined {
+  try {
+    return readJsonFile<T>(path);
+  } catch (err) {
+    // Only what the file holds makes it damaged; a read that failed (EACCES, EIO) says so itself.
+    if (err instanceof SyntaxError) throw damaged(err.message);
+    throw err;
+  }
+}
+
 /** Copies `from` over `to` the same way (mode bits come along with the copy). */
 export function copyFileAtomic(from: string, to: string): void {
   const tmp = tempBeside(to);

@@ -10,7 +10,9 @@ import { errno, libc } from '../ffi';
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
+const LOCK_NB = 4;
 const EINTR = 4;
+const EWOULDBLOCK = 11;
 
 function flockFd(fd: number, path: string, mode: 'exclusive' | 'shared'): void {
   for (;;) {
@@ -29,6 +31,31 @@ export function withFileLock<T>(path: string, fn: () => T, mode: 'exclusive' | '
     return fn();
   } finally {
     closeSync(fd); // closing the descriptor releases the lock
+  }
+}
+
+/**
+ * Whether some process holds an exclusive flock on `path` now (false when the file is gone). A
+ * look, not a claim: the probe is a shared lock taken without waiting and let go at once, so a
+ * hook that asks for the file meanwhile waits for it a few microseconds at most.
+ */
+export function isLockHeld(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    for (;;) {
+      if (libc.flock(fd, LOCK_SH | LOCK_NB) === 0) return false;
+      const e = errno();
+      if (e === EWOULDBLOCK) return true;
+      if (e !== EINTR) throw new SyscallError('SYSTEM', `probe lock ${path}`, e);
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

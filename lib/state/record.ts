@@ -5,7 +5,7 @@
  */
 import { rmSync } from 'node:fs';
 import { joinPath } from '../path';
-import { listDir, readJsonFile, writeFileAtomic } from './atomic';
+import { listDir, readStateFile, writeFileAtomic } from './atomic';
 import { TaskwireError } from '../errors';
 import { decodeId, Layout, recordDir, recordPath } from './paths';
 
@@ -55,14 +55,7 @@ export class DamagedRecordError extends TaskwireError {
 /** The record of `id`, or undefined when there is none; DamagedRecordError when the file is not one. */
 export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
   const path = recordPath(l, id);
-  let r: unknown;
-  try {
-    r = readJsonFile<unknown>(path);
-  } catch (err) {
-    // Only what the file holds makes it damaged; a read that failed (EACCES, EIO) says so itself.
-    if (err instanceof SyntaxError) throw new DamagedRecordError(path, err.message);
-    throw err;
-  }
+  const r = readStateFile<unknown>(path, (detail) => new DamagedRecordError(path, detail));
   if (r === undefined) return undefined;
   if (!recordShaped(r, id)) throw new DamagedRecordError(path, `not a taskwire record of container ${JSON.stringify(id)}`);
   return r;

@@ -12,7 +12,7 @@
  * What `fw stats` and `monitor` need besides the maps (rule labels, the policy source, faults,
  * the generation) is the state file <runDir>/twfw/<id>.json, replaced atomically after a swap.
  */
-import { readFileSync, renameSync, rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import { joinPath } from '../../lib/path';
 import { bpfObjectPath } from '../../lib/assets';
@@ -21,7 +21,7 @@ import { BpfMap } from '../../lib/bpf/map';
 import { helperAvailable } from '../../lib/bpf/libbpf';
 import { PinnedLink } from '../../lib/bpf/cgroup';
 import { errnoName, TaskwireError } from '../../lib/errors';
-import { writeFileAtomic } from '../../lib/state/atomic';
+import { readStateFile, writeFileAtomic } from '../../lib/state/atomic';
 import { withFileLock } from '../../lib/state/lock';
 import { encodeId, Layout, pluginPinDir } from '../../lib/state/paths';
 import { BPF_OBJECT, config, F_RETVAL, MAPS, MAX_SET_RULES, PROGRAMS } from './codec';
@@ -65,12 +65,10 @@ const GEN_MAPS = [MAPS.cnt, MAPS.rules];
 export const statePath = (l: Layout, id: string) => joinPath(l.runDir, 'twfw', `${encodeId(id)}.json`);
 export const lockPath = (l: Layout, id: string) => joinPath(l.runDir, 'twfw', `${encodeId(id)}.lock`);
 
+/** The container's live policy state; undefined when it has none, an error when the file is damaged. */
 export function readState(l: Layout, id: string): TwfwState | undefined {
-  try {
-    return JSON.parse(readFileSync(statePath(l, id), 'utf8')) as TwfwState;
-  } catch {
-    return undefined;
-  }
+  const path = statePath(l, id);
+  return readStateFile<TwfwState>(path, (detail) => new TaskwireError('STATE', `twfw state ${path} is damaged (${detail}): live changes to container ${id} are refused until it is repaired; the firewall in the kernel is unchanged`));
 }
 
 export function writeState(l: Layout, s: TwfwState): void {

@@ -9,12 +9,12 @@
  * Sets come from the host config (plugins.twfw.sets, registered when first needed) and from
  * `set update`, which wins until the host is rebooted (both the run dir and bpffs are volatile).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { joinPath } from '../../lib/path';
-import { ConfigError } from '../../lib/errors';
+import { ConfigError, TaskwireError } from '../../lib/errors';
 import { BpfMap } from '../../lib/bpf/map';
 import { parseIp } from '../../lib/net/addr';
-import { writeFileAtomic } from '../../lib/state/atomic';
+import { readStateFile, writeFileAtomic } from '../../lib/state/atomic';
 import { withFileLock } from '../../lib/state/lock';
 import { Layout, sharedPluginPinDir } from '../../lib/state/paths';
 import { endpoint, setMask } from './codec';
@@ -35,7 +35,7 @@ interface Registry {
 }
 
 export const setsMapPath = (l: Layout) => joinPath(sharedPluginPinDir(l, 'twfw'), 'map_tw_fw_setmem');
-const registryPath = (l: Layout) => joinPath(l.runDir, 'twfw', 'sets.json');
+export const registryPath = (l: Layout) => joinPath(l.runDir, 'twfw', 'sets.json');
 const lockPath = (l: Layout) => joinPath(l.runDir, 'twfw', 'sets.lock');
 
 /** "10.0.0.5", "10.0.0.5:5432", "fd00::5", "[fd00::5]:5432". */
@@ -60,12 +60,14 @@ export function validateSetName(name: string): string {
   return name;
 }
 
+/**
+ * The registry of set names, bits and members. A damaged one is an error, never an empty
+ * registry: the next change would hand out bits that running containers' rules already match on.
+ */
 function readRegistry(l: Layout): Registry {
-  try {
-    return JSON.parse(readFileSync(registryPath(l), 'utf8')) as Registry;
-  } catch {
-    return { version: 1, sets: {} };
-  }
+  const path = registryPath(l);
+  const reg = readStateFile<Registry>(path, (detail) => new TaskwireError('STATE', `endpoint set registry ${path} is damaged (${detail}): which bit each set has is unknown, so no set is used or changed until it is repaired`));
+  return reg ?? { version: 1, sets: {} };
 }
 
 /** Members of each known set (registry first, host config for sets not registered yet); no kernel. */

@@ -118,9 +118,23 @@ describePrivileged('taskwire gc', () => {
     const lock = containerLockPath(host.layout, 'tw.killed-holder');
     mkdirSync(dirname(lock), { recursive: true });
     writeFileSync(lock, '');
-    const item = { id: `_locks/${basename(lock)}`, why: 'id lock file: left by a hook killed while holding it, or in use until gc holds the containers lock' };
+    const item = { id: `_locks/${basename(lock)}`, why: 'id lock file left by a hook killed while holding it' };
     expect(JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout).removed).toContainEqual(item);
     expect(existsSync(lock)).toBe(true);
+    expect(JSON.parse(cli(host, 'gc', '--json').stdout).removed).toContainEqual(item);
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  test('does not list the id lock of a hook at work, and lists it once its holder is gone', async () => {
+    const lock = containerLockPath(host.layout, 'tw.hook-at-work');
+    mkdirSync(dirname(lock), { recursive: true });
+    const release = await holdLock(lock, 'exclusive'); // a createRuntime holding its id
+    const item = { id: `_locks/${basename(lock)}`, why: 'id lock file left by a hook killed while holding it' };
+    const dry = JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout);
+    expect(dry.removed.map((i: { id: string }) => i.id)).not.toContain(item.id);
+    expect(existsSync(lock)).toBe(true);
+    release(); // the holder dies without unlinking: the kernel lets go of its lock
+    await eventually(() => JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout).removed.some((i: { id: string }) => i.id === item.id), 'lock listed once free');
     expect(JSON.parse(cli(host, 'gc', '--json').stdout).removed).toContainEqual(item);
     expect(existsSync(lock)).toBe(false);
   });

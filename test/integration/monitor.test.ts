@@ -13,6 +13,8 @@ import { describePrivileged } from '../helpers/privileged';
 import { NODE, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { actor, once } from '../helpers/net';
 import { startTask, Task } from '../helpers/task';
+import { statePath } from '../../plugins/twfw/apply';
+import { writeFileSync } from 'node:fs';
 
 const SYSCTL_CHILD = join(__dirname, 'sysctl-child.js');
 const PING_RANGE = 'net.ipv4.ping_group_range';
@@ -105,6 +107,20 @@ describePrivileged('taskwire monitor: twfw and sysctl events in one stream', () 
     expect(fwOnly.lines[0]).toMatch(/^\S+Z \S+ egress DROP tcp(\[[a-z,]*\])? /);
     expect(fwOnly.lines[0].split(' ')[1]).toBe(fw.t.id);
     expect(fwOnly.lines[0]).toContain(`-> 127.0.0.1:${fw.port} rule 0 (logged) (at connect/sendmsg)`);
+    fw.kill();
+  });
+
+  test('a container whose twfw state is damaged is named once on stderr, and the other events go on', async () => {
+    const fw = await loggedDrop(); // its event waits in its ring
+    const state = statePath(host.layout, fw.t.id);
+    writeFileSync(state, '{"id": "');
+    const sc = await sysctlTask();
+    deniedWrite(sc);
+    const { lines, stderr } = await monitor('--json', '--count', '1', '--timeout', '10');
+    expect(lines.map((l) => JSON.parse(l))).toEqual([expect.objectContaining({ container: sc.id, plugin: 'sysctl' })]);
+    const said = stderr.split('\n').filter(Boolean);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(new RegExp(`^taskwire: ${fw.t.id.replace(/[.+]/g, '\\$&')}: twfw events skipped: twfw state ${state.replace(/[.+%]/g, '\\$&')} is damaged \\(`));
     fw.kill();
   });
 

@@ -17,7 +17,7 @@ import { liveApplyHooks, PLUGIN, statePath } from '../../plugins/twfw/apply';
 import { pluginPinDir } from '../../lib/state/paths';
 import { linkInfo, withPinned } from '../../lib/introspect';
 import { decodeEvent, eventsPath, faultAdd, faultClear, fwApply, fwStats, FwEvent } from '../../plugins/twfw/ops';
-import { updateSet } from '../../plugins/twfw/sets';
+import { registryPath, updateSet } from '../../plugins/twfw/sets';
 
 type Policy = Record<string, unknown>;
 
@@ -259,6 +259,27 @@ describePrivileged('twfw on the real kernel', () => {
     expect(await tcp(t.cgroup, '127.0.0.1', b.port)).toBe('ECONNREFUSED');
     a.a.kill();
     b.a.kill();
+  });
+
+  test('a damaged live state or set registry is refused naming the file, never read as empty, and left as it was', async () => {
+    updateSet(layout, 'blocked', ['127.0.0.1:1']);
+    const t = await fw({ rules: [{ name: 'no-blocked', direction: 'egress', action: 'drop', proto: 'tcp', set: 'blocked' }] });
+    const state = statePath(layout, t.id);
+    const goodState = readFileSync(state, 'utf8');
+    writeFileSync(state, goodState.slice(0, 20));
+    expect(() => fwApply(cfg, layout, t.id, JSON.stringify({ rules: [] }))).toThrow(`twfw state ${state} is damaged`);
+    expect(() => faultAdd(cfg, layout, t.id, { dropPercent: 30, direction: 'egress', proto: 'udp' })).toThrow(`twfw state ${state} is damaged`);
+    expect(readFileSync(state, 'utf8')).toBe(goodState.slice(0, 20));
+    writeFileSync(state, goodState);
+
+    // An empty registry would give a new set bit 0, which `blocked` has in the running task's rules.
+    const reg = registryPath(layout);
+    const goodReg = readFileSync(reg, 'utf8');
+    writeFileSync(reg, '{"version": 1, "sets": {"blocked"');
+    expect(() => updateSet(layout, 'another', ['127.0.0.3'])).toThrow(`endpoint set registry ${reg} is damaged`);
+    expect(readFileSync(reg, 'utf8')).toBe('{"version": 1, "sets": {"blocked"');
+    writeFileSync(reg, goodReg);
+    expect(updateSet(layout, 'another', ['127.0.0.3']).bit).not.toBe(JSON.parse(goodReg).sets.blocked.bit);
   });
 
   test('between two tasks: the server task admits only the client task’s port', async () => {
