@@ -31,7 +31,6 @@ export function rounds(fallback: number): number {
 }
 
 export { stats } from './stats';
-export type { Stats } from './stats';
 
 /** Wall time of fn in milliseconds. */
 export function timeMs(fn: () => void): number {
@@ -103,8 +102,6 @@ export interface Ratio {
   ci?: MedianInterval;
   /** The goal, as a bound on the median ratio. */
   goal?: { op: '<=' | '>='; value: number };
-  /** The median is within the goal. */
-  met?: boolean;
   /** The goal judged with the interval: 'on the line' when the bound lies inside it. */
   verdict?: Verdict;
 }
@@ -115,13 +112,13 @@ export function ratio(label: string, subject: number[], baseline: number[], unit
   const ratios = subject.map((s, i) => s / baseline[i]);
   const r = stats(ratios);
   const ci = medianInterval(ratios);
-  const met = goal ? (goal.op === '<=' ? r.median <= goal.value : r.median >= goal.value) : undefined;
-  return { label, subject: stats(subject), baseline: stats(baseline), ratio: r, ci, unit, goal, met, verdict: goal && verdict(goal, r.median, ci) };
+  return { label, subject: stats(subject), baseline: stats(baseline), ratio: r, ci, unit, goal, verdict: goal && verdict(goal, r.median, ci) };
 }
 
 const fmt = (x: number, d = 2) => (Math.abs(x) >= 1000 ? x.toFixed(0) : x.toFixed(d));
 
-const ciText = (r: Ratio) => (r.ci ? `${r.ci.lo.toFixed(2)}-${r.ci.hi.toFixed(2)}` : '');
+// Rounded outward, so that the printed interval never looks inside a bound the verdict says it crosses.
+const ciText = (r: Ratio) => (r.ci ? `${(Math.floor(r.ci.lo * 100) / 100).toFixed(2)}-${(Math.ceil(r.ci.hi * 100) / 100).toFixed(2)}` : '');
 const verdictText = (r: Ratio) => (r.verdict === 'not met' ? 'NOT met' : (r.verdict ?? ''));
 
 export function ratioLine(r: Ratio): string {

@@ -48,7 +48,8 @@ export function medianInterval(samples: number[], level = 0.95): MedianInterval 
   // X, the number of samples below the true median, is Binomial(n, 1/2); [x(k), x(n+1-k)]
   // covers the median unless X < k or X > n-k: coverage 1 - 2·P(X ≤ k-1). The largest k that
   // keeps it at or above `level` gives the narrowest such interval.
-  const pmf = binomialDistribution(n, 0.5) ?? [];
+  const pmf = binomialDistribution(n, 0.5);
+  if (!pmf) throw new Error(`no binomial distribution for ${n} samples`);
   let below = 0; // P(X ≤ k-1)
   let best: { k: number; coverage: number } | undefined;
   for (let k = 1; k <= Math.floor((n + 1) / 2); k++) {

@@ -19,7 +19,7 @@ export function cliContext(cmd: Command): CliContext {
 
 /** One stderr line per record a listing skipped because it is damaged (lib/state/record.ts). */
 export function warnDamaged(cmd: Command, damaged: DamagedRecord[], consequence: string): void {
-  for (const d of damaged) process.stderr.write(`taskwire ${cmd.name()}: ${d.path}: damaged record (${d.error}); ${consequence}\n`);
+  for (const d of damaged) process.stderr.write(`taskwire ${cmd.name()}: ${d.path}: ${d.reason === 'damaged' ? 'damaged' : 'unreadable'} record (${d.error}); ${consequence}\n`);
 }
 
 export function printJson(v: unknown): void {

@@ -99,12 +99,13 @@ function parseHookArgs(argv: string[]): { positionals: string[]; config?: string
 
 /**
  * Tells scripts/hook-launcher.js that this run went through real work, so its code cache is worth
- * keeping, and which plugins ran (a createRuntime's cache is named by them).
+ * keeping, and, for a createRuntime, which plugins ran: its cache is named by the plugins its
+ * annotations asked for, and only once these cover them.
  */
-function markWorkDone(plugins: string[] = []): void {
+function markWorkDone(plugins?: string[]): void {
   const g = globalThis as { taskwireHookDidWork?: boolean; taskwireHookPlugins?: string[] };
   g.taskwireHookDidWork = true;
-  g.taskwireHookPlugins = plugins;
+  if (plugins) g.taskwireHookPlugins = plugins;
 }
 
 export async function runHook(argv: string[], io: HookIo): Promise<number> {
@@ -159,7 +160,9 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
         log.debug({ phases: clock.phases }, 'timing');
         log.info({ found: r.found, running: r.running, left: r.errors.length, ms: Date.now() - started }, 'poststop done');
       } catch (err) {
-        log.error({ err }, 'poststop failed; taskwire gc will finish the job');
+        // gc leaves a damaged record alone (and lists it) until someone repairs it.
+        const damaged = err instanceof (await import('./state/record')).DamagedRecordError;
+        log.error({ err }, damaged ? 'poststop left the container alone: its record is damaged; repair it (taskwire gc lists it)' : 'poststop failed; taskwire gc will finish the job');
       }
       return 0;
     }

@@ -4,7 +4,7 @@
  * the same inode (cgroup id) it had at create time (a reused name is a different cgroup) and has
  * processes (lib/container.ts recordedState).
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { relative } from 'node:path';
 import { joinPath } from './path';
 import type { Logger } from 'pino';
@@ -37,7 +37,7 @@ export interface ContainerView {
 export const sharedObjectsOf = (r: ContainerRecord): string[] => r.resources.filter((x) => x.kind === 'shared-object').map((x) => x.path as string);
 const liveSharedObjects = (records: ContainerRecord[]) => new Set(records.filter(isAlive).flatMap(sharedObjectsOf));
 
-export const isAlive = (rec: ContainerRecord): boolean => recordedState(rec) === 'running';
+const isAlive = (rec: ContainerRecord): boolean => recordedState(rec) === 'running';
 
 /** A container's pins, relative to its pin dir (plugin/link_x, plugin/map_y), sorted. */
 export function pinsOf(layout: Layout, id: string): string[] {
@@ -143,7 +143,7 @@ export function gc(layout: Layout, log: Logger, dryRun: boolean): { removed: GcI
   const { items, damaged } = survey(layout);
   // For a person to look at, dry run or not.
   for (const d of damaged)
-    failed.push({ id: `_damaged/${d.id}`, error: `record ${d.path} is damaged (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
+    failed.push({ id: `_damaged/${d.id}`, error: `record ${d.path} ${d.reason === 'damaged' ? 'is damaged' : 'cannot be read'} (${d.error}); left alone: repair it (once it is removed, gc takes whatever is under this id)` });
   for (const item of items) {
     if (dryRun) {
       removed.push(item);
@@ -182,8 +182,12 @@ function collect(layout: Layout, log: Logger, item: GcItem): Error[] | null {
     if (item.id.startsWith(LOCK_ITEM)) {
       // Hooks take an id lock only holding this one shared: nobody holds or waits for it now.
       const path = joinPath(containerLocksDir(layout), item.id.slice(LOCK_ITEM.length));
-      if (!existsSync(path)) return null; // its holder was done, and unlinked it
-      rmSync(path, { force: true });
+      try {
+        unlinkSync(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // its holder was done, and unlinked it
+        throw err;
+      }
       return [];
     }
     if (item.id.startsWith(TEMP_ITEM)) {

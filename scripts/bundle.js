@@ -84,12 +84,16 @@ const lazyModules = {
   name: 'lazy-modules',
   setup(build) {
     const ts = require('typescript');
-    const { config } = ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile);
-    const compilerOptions = { ...ts.convertCompilerOptionsFromJson(config.compilerOptions, root).options, isolatedModules: true, noEmit: false };
+    const { config, error } = ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile);
+    const converted = !error && ts.convertCompilerOptionsFromJson(config.compilerOptions, root);
+    const problem = error ?? converted.errors[0];
+    if (problem) throw new Error(`bundle: tsconfig.json: ${ts.flattenDiagnosticMessageText(problem.messageText, ' ')}`);
+    // transpileModule compiles one file at a time (isolatedModules) and always emits.
+    const compilerOptions = converted.options;
     build.onLoad({ filter: /\.ts$/ }, async (args) => {
       if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
       const text = await require('node:fs/promises').readFile(args.path, 'utf8');
-      const out = ts.transpileModule(text, { compilerOptions, fileName: args.path, reportDiagnostics: false });
+      const out = ts.transpileModule(text, { compilerOptions, fileName: args.path });
       return { contents: out.outputText, loader: 'js', resolveDir: path.dirname(args.path) };
     });
   },

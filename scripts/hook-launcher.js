@@ -37,7 +37,7 @@ const readAll = (from, size) => {
 };
 // The bundle is stored wrapped in the CommonJS function this runs (scripts/bundle.js). latin1:
 // it is ASCII, and skipping UTF-8 decoding saves a copy.
-const source = buffer.latin1Slice(0, readAll(fd, st.size));
+const source = buffer.toString('latin1', 0, readAll(fd, st.size));
 fs.closeSync(fd);
 const version = `hook-${process.version}-${process.arch}-${st.ino}-${st.size}-${Math.floor(st.mtimeMs)}`;
 // A run that did real work (attach, detach) compiles far more than one that found nothing to do,
@@ -101,7 +101,11 @@ function readCache(name) {
     const st = fs.fstatSync(cfd);
     if (st.size > buffer.length) buffer = Buffer.allocUnsafeSlow(st.size);
     const data = buffer.subarray(0, readAll(cfd, st.size));
-    if (Date.now() - st.mtimeMs > DAY_MS) fs.futimesSync(cfd, new Date(), new Date());
+    try {
+      if (Date.now() - st.mtimeMs > DAY_MS) fs.futimesSync(cfd, new Date(), new Date());
+    } catch {
+      // a read-only install: the cache is used all the same, it just does not look recent
+    }
     return data;
   } catch {
     return undefined; // not made yet, or replaced meanwhile
@@ -165,7 +169,13 @@ if (cachedDepth !== target || (target === 'deep' && cachedName !== exactName)) {
     try {
       fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       const tmp = `${cacheFile}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+      // Opened before the cache is serialized (milliseconds): a read-only install fails here first.
+      const wfd = fs.openSync(tmp, 'w', 0o600);
+      try {
+        fs.writeFileSync(wfd, script.createCachedData());
+      } finally {
+        fs.closeSync(wfd);
+      }
       fs.renameSync(tmp, cacheFile);
       // Then what other bundles or Node versions made goes (two Node binaries running the hook on
       // one host would replace each other's: slower, never wrong), orphaned temp files, and this
@@ -174,14 +184,15 @@ if (cachedDepth !== target || (target === 'deep' && cachedName !== exactName)) {
       // A hook killed while writing leaves its temp file (named by its pid) to whoever writes next:
       // lib/state/atomic.ts abandonedTempFiles's rule, which this file (run before the bundle,
       // outside it) cannot import.
-      const alive = (pid) => {
+      const processAlive = (pid) => {
         try {
-          return process.kill(pid, 0) || true;
+          process.kill(pid, 0);
+          return true;
         } catch (err) {
           return err.code === 'EPERM';
         }
       };
-      const orphan = (f) => f.endsWith('.tmp') && !alive(Number(f.split('.').at(-2)));
+      const orphan = (f) => f.endsWith('.tmp') && !processAlive(Number(f.split('.').at(-2)));
       for (const f of files) if (!f.startsWith(version) || orphan(f)) fs.rmSync(`${cacheDir}/${f}`, { force: true, recursive: true });
       const deep = files.filter((f) => f.startsWith(deepPrefix) && !f.endsWith('.tmp'));
       if (deep.length > MAX_DEEP_CACHES) {

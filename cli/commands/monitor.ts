@@ -49,8 +49,8 @@ export function registerMonitor(program: Command): void {
       };
 
       // A container whose state cannot be decoded (a damaged file) is named once and skipped:
-      // the others' events go on.
-      const unreadable = new Set<string>();
+      // the others' events go on. With an id, the scan's own error says it instead.
+      const unreadable = new Map<string, string>(); // key → why
       const decoderOf = (source: EventSource, c: string, key: string) => {
         try {
           const d = source.decoder(layout, c);
@@ -58,8 +58,8 @@ export function registerMonitor(program: Command): void {
           return d;
         } catch (err) {
           if (!(err instanceof TaskwireError)) throw err;
-          if (!unreadable.has(key)) process.stderr.write(`taskwire: ${c}: ${source.plugin} events skipped: ${oneLine(err)}\n`);
-          unreadable.add(key);
+          if (!id && !unreadable.has(key)) process.stderr.write(`taskwire: ${c}: ${source.plugin} events skipped: ${oneLine(err)}\n`);
+          unreadable.set(key, oneLine(err));
           return undefined;
         }
       };
@@ -98,6 +98,7 @@ export function registerMonitor(program: Command): void {
             r.ring.close();
             readers.delete(key);
           }
+        if (id && !readers.size && unreadable.size) throw new Error(`container ${id}: ${[...unreadable.values()].join('; ')}`);
         if (id && !readers.size)
           throw new Error(`container ${id} has no ${sources.map((s) => s.plugin).join(' or ')} event ring (not running, or no plugin logs events for it)`);
       };

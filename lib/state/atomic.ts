@@ -100,18 +100,23 @@ export function readJsonFile<T>(path: string): T | undefined {
 }
 
 /**
- * readJsonFile for a state file whose loss would do harm: one that is there but does not parse
- * (damaged by hand or by the disk) is never read as absent, since the next write would then
- * replace what it held with a fresh start. `damaged` makes the error for the caller's kind of file.
+ * readJsonFile for a state file whose loss would do harm: one that is there but does not parse,
+ * or parses to something `shaped` refuses (damaged by hand or by the disk), is never read as
+ * absent, since the next write would then replace what it held with a fresh start. `damaged`
+ * makes the error for the caller's kind of file, from the parser's message ('' for a bad shape).
  */
-export function readStateFile<T>(path: string, damaged: (detail: string) => Error): T | undefined {
+export function readStateFile<T>(path: string, shaped: (v: unknown) => v is T, damaged: (detail: string) => Error): T | undefined {
+  let v: unknown;
   try {
-    return readJsonFile<T>(path);
+    v = readJsonFile<unknown>(path);
   } catch (err) {
     // Only what the file holds makes it damaged; a read that failed (EACCES, EIO) says so itself.
     if (err instanceof SyntaxError) throw damaged(err.message);
     throw err;
   }
+  if (v === undefined) return undefined;
+  if (!shaped(v)) throw damaged('');
+  return v;
 }
 
 /** Copies `from` over `to` the same way (mode bits come along with the copy). */

@@ -12,14 +12,19 @@ const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const EINTR = 4;
-const EWOULDBLOCK = 11;
+
+/** flock(2) retried on EINTR: 0, or the errno it failed with. */
+function flockOp(fd: number, op: number): number {
+  for (;;) {
+    if (libc.flock(fd, op) === 0) return 0;
+    const e = errno();
+    if (e !== EINTR) return e;
+  }
+}
 
 function flockFd(fd: number, path: string, mode: 'exclusive' | 'shared'): void {
-  for (;;) {
-    if (libc.flock(fd, mode === 'shared' ? LOCK_SH : LOCK_EX) === 0) return;
-    const e = errno();
-    if (e !== EINTR) throw new SyscallError('SYSTEM', `lock ${path}`, e);
-  }
+  const e = flockOp(fd, mode === 'shared' ? LOCK_SH : LOCK_EX);
+  if (e) throw new SyscallError('SYSTEM', `lock ${path}`, e);
 }
 
 /** Runs fn holding an flock on `path`: exclusive by default, or shared with other shared holders. */
@@ -35,25 +40,21 @@ export function withFileLock<T>(path: string, fn: () => T, mode: 'exclusive' | '
 }
 
 /**
- * Whether some process holds an exclusive flock on `path` now (false when the file is gone). A
- * look, not a claim: the probe is a shared lock taken without waiting and let go at once, so a
- * hook that asks for the file meanwhile waits for it a few microseconds at most.
+ * Whether some process may hold an exclusive flock on `path` now: false when the file is gone or
+ * nobody holds it, true when somebody does or it cannot be told (the file cannot be opened or
+ * probed), so that a caller listing free lock files lists only those surely free. A look, not a
+ * claim: the probe is a shared lock taken without waiting and let go at once, so a hook that
+ * asks for the file meanwhile waits for it a few microseconds at most.
  */
 export function isLockHeld(path: string): boolean {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
   }
   try {
-    for (;;) {
-      if (libc.flock(fd, LOCK_SH | LOCK_NB) === 0) return false;
-      const e = errno();
-      if (e === EWOULDBLOCK) return true;
-      if (e !== EINTR) throw new SyscallError('SYSTEM', `probe lock ${path}`, e);
-    }
+    return flockOp(fd, LOCK_SH | LOCK_NB) !== 0;
   } finally {
     closeSync(fd);
   }

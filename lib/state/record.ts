@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import { joinPath } from '../path';
 import { listDir, readStateFile, writeFileAtomic } from './atomic';
-import { TaskwireError } from '../errors';
+import { oneLine, TaskwireError } from '../errors';
 import { decodeId, Layout, recordDir, recordPath } from './paths';
 
 /** Something to undo. `kind` selects the release function in lib/resources.ts. */
@@ -55,10 +55,7 @@ export class DamagedRecordError extends TaskwireError {
 /** The record of `id`, or undefined when there is none; DamagedRecordError when the file is not one. */
 export function readRecord(l: Layout, id: string): ContainerRecord | undefined {
   const path = recordPath(l, id);
-  const r = readStateFile<unknown>(path, (detail) => new DamagedRecordError(path, detail));
-  if (r === undefined) return undefined;
-  if (!recordShaped(r, id)) throw new DamagedRecordError(path, `not a taskwire record of container ${JSON.stringify(id)}`);
-  return r;
+  return readStateFile(path, (r): r is ContainerRecord => recordShaped(r, id), (detail) => new DamagedRecordError(path, detail || `not a taskwire record of container ${JSON.stringify(id)}`));
 }
 
 export function removeRecord(l: Layout, id: string): void {
@@ -73,6 +70,8 @@ export interface DamagedRecord {
   id: string;
   path: string;
   error: string;
+  /** 'damaged': what the file holds is not a record; 'unreadable': reading it failed (EACCES, EIO). */
+  reason: 'damaged' | 'unreadable';
 }
 
 /**
@@ -98,7 +97,10 @@ export function listRecords(l: Layout, damaged: DamagedRecord[] = []): Container
       const r = readRecord(l, id); // a name no valid id encodes to throws here too
       if (r) records.push(r); // else removed meanwhile
     } catch (err) {
-      damaged.push({ id, path: joinPath(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : (err as Error).message });
+      // Either way its container's state is unknown, and nothing of it is acted on. A failed
+      // system call (EACCES, EIO) is not damage; a name no valid id encodes to is.
+      const unreadable = typeof (err as NodeJS.ErrnoException).syscall === 'string';
+      damaged.push({ id, path: joinPath(recordDir(l), n), error: err instanceof DamagedRecordError ? err.detail : oneLine(err), reason: unreadable ? 'unreadable' : 'damaged' });
     }
   }
   return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt));

@@ -46,11 +46,12 @@ export const SHARED_KIND = 'netns-shared';
  * A damaged record counts as a user: what its container uses is unknown.
  */
 export function netnsUsers(l: Layout, exceptId?: string): string[] {
-  const { isAlive } = require('../../lib/inventory') as typeof import('../../lib/inventory');
+  // lib/container.ts, not lib/inventory.ts's isAlive: a netns poststop must not load the CLI's inventory.
+  const { recordedState } = require('../../lib/container') as typeof import('../../lib/container');
   const damaged: DamagedRecord[] = [];
   const users = listRecords(l, damaged)
     .filter((r) => r.id !== exceptId && (r.plugins.some((p) => p.name === 'netns') || r.resources.some((x) => x.kind === SHARED_KIND)))
-    .filter(isAlive)
+    .filter((r) => recordedState(r) === 'running')
     .map((r) => r.id);
   return [...users, ...damaged.map((d) => d.id).filter((id) => id !== exceptId)];
 }

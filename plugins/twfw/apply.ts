@@ -68,7 +68,11 @@ export const lockPath = (l: Layout, id: string) => joinPath(l.runDir, 'twfw', `$
 /** The container's live policy state; undefined when it has none, an error when the file is damaged. */
 export function readState(l: Layout, id: string): TwfwState | undefined {
   const path = statePath(l, id);
-  return readStateFile<TwfwState>(path, (detail) => new TaskwireError('STATE', `twfw state ${path} is damaged (${detail}): live changes to container ${id} are refused until it is repaired; the firewall in the kernel is unchanged`));
+  const shaped = (v: unknown): v is TwfwState => {
+    const s = v as Partial<TwfwState> | null;
+    return typeof s === 'object' && s !== null && s.id === id && typeof s.generation === 'number' && Array.isArray(s.labels) && Array.isArray(s.faults);
+  };
+  return readStateFile(path, shaped, (detail) => new TaskwireError('STATE', `twfw state ${path} is damaged (${detail || 'not a twfw state'}): live changes to container ${id} are refused until it is repaired; the firewall in the kernel is unchanged`));
 }
 
 export function writeState(l: Layout, s: TwfwState): void {

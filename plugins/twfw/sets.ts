@@ -66,7 +66,8 @@ export function validateSetName(name: string): string {
  */
 function readRegistry(l: Layout): Registry {
   const path = registryPath(l);
-  const reg = readStateFile<Registry>(path, (detail) => new TaskwireError('STATE', `endpoint set registry ${path} is damaged (${detail}): which bit each set has is unknown, so no set is used or changed until it is repaired`));
+  const shaped = (v: unknown): v is Registry => typeof v === 'object' && v !== null && typeof (v as Registry).sets === 'object' && (v as Registry).sets !== null;
+  const reg = readStateFile(path, shaped, (detail) => new TaskwireError('STATE', `endpoint set registry ${path} is damaged (${detail || 'not a set registry'}): which bit each set has is unknown, so no set is used or changed until it is repaired`));
   return reg ?? { version: 1, sets: {} };
 }
 

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
 import { cgroup2Mount, cgroupPopulated } from '../../lib/host/discovery';
 import type { Layout } from '../../lib/state/paths';
@@ -91,9 +91,11 @@ export async function emptyCgroup(dir: string): Promise<void> {
 
 /**
  * Another process holding an flock on `path` (a hook in progress elsewhere), in a process group of
- * its own so the sleep it runs goes with it. Resolves once it holds the lock, to its release.
+ * its own so the sleep it runs goes with it. Resolves once it holds the lock, to its release;
+ * rejects if the holder ends first (flock could not open the file).
  */
 export async function holdLock(path: string, mode: 'shared' | 'exclusive'): Promise<() => void> {
+  mkdirSync(dirname(path), { recursive: true });
   const holder = spawn('flock', [mode === 'shared' ? '-s' : '-x', path, '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   const release = () => {
     try {
@@ -103,7 +105,10 @@ export async function holdLock(path: string, mode: 'shared' | 'exclusive'): Prom
     }
   };
   onCleanup(release);
-  await new Promise((resolve) => holder.stdout!.once('data', resolve));
+  await new Promise((resolve, reject) => {
+    holder.stdout!.once('data', resolve);
+    holder.once('exit', (code) => reject(new Error(`flock on ${path} ended before holding it (exit ${code})`)));
+  });
   return release;
 }
 

@@ -127,7 +127,6 @@ describePrivileged('taskwire gc', () => {
 
   test('does not list the id lock of a hook at work, and lists it once its holder is gone', async () => {
     const lock = containerLockPath(host.layout, 'tw.hook-at-work');
-    mkdirSync(dirname(lock), { recursive: true });
     const release = await holdLock(lock, 'exclusive'); // a createRuntime holding its id
     const item = { id: `_locks/${basename(lock)}`, why: 'id lock file left by a hook killed while holding it' };
     const dry = JSON.parse(cli(host, 'gc', '--dry-run', '--json').stdout);

@@ -121,6 +121,10 @@ describePrivileged('taskwire monitor: twfw and sysctl events in one stream', () 
     const said = stderr.split('\n').filter(Boolean);
     expect(said).toHaveLength(1);
     expect(said[0]).toMatch(new RegExp(`^taskwire: ${fw.t.id.replace(/[.+]/g, '\\$&')}: twfw events skipped: twfw state ${state.replace(/[.+%]/g, '\\$&')} is damaged \\(`));
+    // Asked for by id: one line that says why, and exit 1.
+    const one = spawnSync(NODE, [CLI_BIN, '--config', host.configPath, 'monitor', fw.t.id, '--plugin', 'twfw', '--timeout', '2'], { encoding: 'utf8' });
+    expect(one.status).toBe(1);
+    expect(one.stderr.trim().split('\n')).toEqual([expect.stringContaining(`container ${fw.t.id}: twfw state ${state} is damaged (`)]);
     fw.kill();
   });
 

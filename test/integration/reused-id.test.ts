@@ -51,7 +51,8 @@ describePrivileged('a container id reused before the old container is cleaned up
 
   test('hooks for one id run one at a time, and its lock file goes with the last', async () => {
     const c = await cgroupWithProcess();
-    const id = `tw.locked-${process.pid}-${Date.now()}`;
+    const id = uniq('tw.locked');
+    onCleanup(() => destroyContainer(host.layout, id, silentLog()));
     const lock = containerLockPath(host.layout, id);
     const release = await holdLock(lock, 'exclusive'); // a poststop of the id in progress elsewhere
 

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePrivileged } from '../helpers/privileged';
-import { cgroupPrograms, emptyCgroup, eventually, runCleanups, testHost, TestHost } from '../helpers/kernel';
+import { cgroupPrograms, emptyCgroup, eventually, onCleanup, runCleanups, testHost, TestHost } from '../helpers/kernel';
 import { hook } from '../helpers/hook';
 import { startTask, Task } from '../helpers/task';
 import { actor, once } from '../helpers/net';
@@ -266,6 +266,8 @@ describePrivileged('twfw on the real kernel', () => {
     const t = await fw({ rules: [{ name: 'no-blocked', direction: 'egress', action: 'drop', proto: 'tcp', set: 'blocked' }] });
     const state = statePath(layout, t.id);
     const goodState = readFileSync(state, 'utf8');
+    const repair = (path: string, good: string, bad: string) => onCleanup(() => existsSync(path) && readFileSync(path, 'utf8') === bad && writeFileSync(path, good));
+    repair(state, goodState, goodState.slice(0, 20)); // should an assertion fail before the repair below
     writeFileSync(state, goodState.slice(0, 20));
     expect(() => fwApply(cfg, layout, t.id, JSON.stringify({ rules: [] }))).toThrow(`twfw state ${state} is damaged`);
     expect(() => faultAdd(cfg, layout, t.id, { dropPercent: 30, direction: 'egress', proto: 'udp' })).toThrow(`twfw state ${state} is damaged`);
@@ -275,6 +277,7 @@ describePrivileged('twfw on the real kernel', () => {
     // An empty registry would give a new set bit 0, which `blocked` has in the running task's rules.
     const reg = registryPath(layout);
     const goodReg = readFileSync(reg, 'utf8');
+    repair(reg, goodReg, '{"version": 1, "sets": {"blocked"');
     writeFileSync(reg, '{"version": 1, "sets": {"blocked"');
     expect(() => updateSet(layout, 'another', ['127.0.0.3'])).toThrow(`endpoint set registry ${reg} is damaged`);
     expect(readFileSync(reg, 'utf8')).toBe('{"version": 1, "sets": {"blocked"');

@@ -39,10 +39,13 @@ test('files that are not records are reported as damaged, by file; the records a
   };
   for (const [name, text] of Object.entries(bad)) writeFileSync(join(recordDir(layout), name), text);
   writeFileSync(join(recordDir(layout), '.good.1.json.999.tmp'), '{'); // a temp file is not a record
+  mkdirSync(join(recordDir(layout), 'unreadable.json')); // reading it fails (EISDIR), as EACCES or EIO would
 
   const damaged: DamagedRecord[] = [];
   expect(listRecords(layout, damaged).map((r) => r.id)).toEqual(['good.1']);
-  expect(damaged.map((d) => d.path.slice(recordDir(layout).length + 1)).sort()).toEqual(Object.keys(bad).sort());
+  expect(damaged.map((d) => d.path.slice(recordDir(layout).length + 1)).sort()).toEqual([...Object.keys(bad), 'unreadable.json'].sort());
+  expect(damaged.filter((d) => d.reason === 'unreadable').map((d) => d.id)).toEqual(['unreadable']);
+  expect(damaged.find((d) => d.id === 'unreadable')!.error).toMatch(/EISDIR/);
   expect(damaged.find((d) => d.path.endsWith('/empty.json'))!.error).toBe('not a taskwire record of container "empty"');
   expect(damaged.find((d) => d.path.endsWith('/a%2Fb.json'))!.error).toMatch(/container id "a\/b" is not valid/);
   expect(() => listRecords(layout)).not.toThrow();
